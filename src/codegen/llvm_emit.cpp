@@ -1,0 +1,411 @@
+#include "codegen/llvm_emit.h"
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Support/raw_ostream.h>
+
+#include <unordered_map>
+
+#include "kiln/error.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::tir;
+
+namespace {
+
+// Buffers above this size are heap-allocated; smaller scratch lives on the stack.
+constexpr int64_t kMaxStackBytes = 64 * 1024;
+
+class Emitter {
+ public:
+  Emitter(llvm::Module& m) : mod_(m), ctx_(m.getContext()), b_(ctx_) {}
+
+  void emit(const PrimFunc& f) {
+    auto* ptr = llvm::PointerType::get(ctx_, 0);
+    auto* fty = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr}, false);
+    fn_ = llvm::Function::Create(fty, llvm::Function::ExternalLinkage, f.name, mod_);
+    fn_->addFnAttr(llvm::Attribute::NoUnwind);
+    entry_ = llvm::BasicBlock::Create(ctx_, "entry", fn_);
+    auto* body = llvm::BasicBlock::Create(ctx_, "body", fn_);
+    b_.SetInsertPoint(entry_);
+    bufs_.clear();
+    vars_.clear();
+    for (size_t i = 0; i < f.params.size(); ++i) {
+      auto* slot = b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(0), i);
+      auto* p = b_.CreateLoad(ptr, slot, f.params[i]->name);
+      bufs_[f.params[i].get()] = p;
+    }
+    b_.SetInsertPoint(body);
+    emit(f.body);
+    b_.CreateRetVoid();
+    b_.SetInsertPoint(entry_);
+    b_.CreateBr(body);
+    std::string err;
+    llvm::raw_string_ostream os(err);
+    if (llvm::verifyFunction(*fn_, &os)) KILN_CHECK(false, "invalid LLVM IR for ", f.name, ": ", err);
+  }
+
+ private:
+  llvm::Module& mod_;
+  llvm::LLVMContext& ctx_;
+  llvm::IRBuilder<> b_;
+  llvm::Function* fn_ = nullptr;
+  llvm::BasicBlock* entry_ = nullptr;
+  std::unordered_map<const BufferNode*, llvm::Value*> bufs_;
+  std::unordered_map<const VarNode*, llvm::Value*> vars_;
+
+  // Type of a value of `t` in registers. f16/bf16 are computed in f32.
+  llvm::Type* value_type(DType t) {
+    switch (t) {
+      case DType::Bool: return b_.getInt1Ty();
+      case DType::I8: case DType::U8: return b_.getInt8Ty();
+      case DType::I16: case DType::U16: return b_.getInt16Ty();
+      case DType::I32: case DType::U32: return b_.getInt32Ty();
+      case DType::I64: case DType::U64: return b_.getInt64Ty();
+      case DType::F16: case DType::BF16: case DType::F32: return b_.getFloatTy();
+      case DType::F64: return b_.getDoubleTy();
+    }
+    return nullptr;
+  }
+  // Type of an element of `t` in memory.
+  llvm::Type* mem_type(DType t) {
+    switch (t) {
+      case DType::Bool: return b_.getInt8Ty();
+      case DType::F16: case DType::BF16: return b_.getInt16Ty();
+      default: return value_type(t);
+    }
+  }
+
+  llvm::Value* element_ptr(const Buffer& buf, const std::vector<Expr>& idx) {
+    auto it = bufs_.find(buf.get());
+    KILN_CHECK(it != bufs_.end(), "buffer ", buf->name, " used outside its scope");
+    llvm::Value* flat = b_.getInt64(0);
+    for (size_t i = 0; i < idx.size(); ++i) {
+      llvm::Value* v = expr(idx[i]);
+      flat = i == 0 ? v : b_.CreateAdd(b_.CreateMul(flat, b_.getInt64(buf->shape[i])), v);
+    }
+    return b_.CreateInBoundsGEP(mem_type(buf->dtype), it->second, flat);
+  }
+
+  llvm::Value* to_memory(DType t, llvm::Value* v) {
+    switch (t) {
+      case DType::Bool: return b_.CreateZExt(v, b_.getInt8Ty());
+      case DType::F16: return b_.CreateBitCast(b_.CreateFPTrunc(v, b_.getHalfTy()), b_.getInt16Ty());
+      case DType::BF16: return b_.CreateBitCast(b_.CreateFPTrunc(v, b_.getBFloatTy()), b_.getInt16Ty());
+      default: return v;
+    }
+  }
+  llvm::Value* from_memory(DType t, llvm::Value* v) {
+    switch (t) {
+      case DType::Bool: return b_.CreateICmpNE(v, b_.getInt8(0));
+      case DType::F16: return b_.CreateFPExt(b_.CreateBitCast(v, b_.getHalfTy()), b_.getFloatTy());
+      case DType::BF16: return b_.CreateFPExt(b_.CreateBitCast(v, b_.getBFloatTy()), b_.getFloatTy());
+      default: return v;
+    }
+  }
+  // Rounds an f32 register value to the precision of f16/bf16 (a Cast to those types).
+  llvm::Value* round_to(DType t, llvm::Value* v) { return from_memory(t, to_memory(t, v)); }
+
+  llvm::Value* intrinsic(llvm::Intrinsic::ID id, std::vector<llvm::Value*> args) {
+    auto* f = llvm::Intrinsic::getDeclaration(&mod_, id, {args[0]->getType()});
+    return b_.CreateCall(f, args);
+  }
+  llvm::Value* libm(const char* name32, llvm::Value* a, llvm::Value* b = nullptr) {
+    llvm::Type* t = a->getType();
+    std::string name = name32;
+    if (t->isDoubleTy()) name.pop_back();  // "tanf" -> "tan"
+    std::vector<llvm::Type*> params(b ? 2 : 1, t);
+    auto callee = mod_.getOrInsertFunction(name, llvm::FunctionType::get(t, params, false));
+    if (b) return b_.CreateCall(callee, {a, b});
+    return b_.CreateCall(callee, {a});
+  }
+
+  llvm::Value* expr(const Expr& e) {
+    switch (e.kind()) {
+      case ExprKind::IntImm:
+        return llvm::ConstantInt::get(value_type(e.dtype()), uint64_t(e.as<IntImmNode>()->value), true);
+      case ExprKind::FloatImm: {
+        double v = e.as<FloatImmNode>()->value;
+        if (e.dtype() == DType::F16 || e.dtype() == DType::BF16)
+          return round_to(e.dtype(), llvm::ConstantFP::get(b_.getFloatTy(), v));
+        return llvm::ConstantFP::get(value_type(e.dtype()), v);
+      }
+      case ExprKind::Var: {
+        auto it = vars_.find(e.as<VarNode>());
+        KILN_CHECK(it != vars_.end(), "unbound variable ", e.as<VarNode>()->name);
+        return it->second;
+      }
+      case ExprKind::Binary: return binary(e.as<BinaryNode>());
+      case ExprKind::Unary: return unary(e.as<UnaryNode>());
+      case ExprKind::Select: {
+        auto n = e.as<SelectNode>();
+        return b_.CreateSelect(expr(n->cond), expr(n->t), expr(n->f));
+      }
+      case ExprKind::Cast: return cast(e.as<CastNode>());
+      case ExprKind::Load: {
+        auto n = e.as<LoadNode>();
+        auto* p = element_ptr(n->buffer, n->indices);
+        return from_memory(n->dtype, b_.CreateLoad(mem_type(n->dtype), p));
+      }
+      case ExprKind::Reduce: KILN_CHECK(false, "reduction reached codegen unlowered");
+    }
+    return nullptr;
+  }
+
+  llvm::Value* cast(const CastNode* n) {
+    DType from = n->a.dtype(), to = n->dtype;
+    llvm::Value* v = expr(n->a);
+    llvm::Type* tt = value_type(to);
+    if (to == DType::Bool) {
+      return dtype_is_float(from) ? b_.CreateFCmpUNE(v, llvm::ConstantFP::get(v->getType(), 0.0))
+                                  : b_.CreateICmpNE(v, llvm::ConstantInt::get(v->getType(), 0));
+    }
+    if (dtype_is_float(to)) {
+      llvm::Value* r;
+      if (dtype_is_float(from)) r = b_.CreateFPCast(v, tt);
+      else if (dtype_is_signed_int(from)) r = b_.CreateSIToFP(v, tt);
+      else r = b_.CreateUIToFP(v, tt);
+      return (to == DType::F16 || to == DType::BF16) ? round_to(to, r) : r;
+    }
+    // integer target
+    if (dtype_is_float(from)) {
+      return dtype_is_signed_int(to) ? b_.CreateFPToSI(v, tt) : b_.CreateFPToUI(v, tt);
+    }
+    return b_.CreateIntCast(v, tt, dtype_is_signed_int(from));
+  }
+
+  llvm::Value* is_nan(llvm::Value* v) { return b_.CreateFCmpUNO(v, v); }
+
+  llvm::Value* binary(const BinaryNode* n) {
+    DType t = n->a.dtype();
+    bool fl = dtype_is_float(t), sg = dtype_is_signed_int(t);
+    llvm::Value* a = expr(n->a);
+    llvm::Value* b = expr(n->b);
+    if (n->op == BinOp::Shl || n->op == BinOp::Shr) b = b_.CreateIntCast(b, a->getType(), false);
+    llvm::Type* ty = a->getType();
+    auto zero = [&] { return llvm::Constant::getNullValue(ty); };
+    switch (n->op) {
+      case BinOp::Add: return fl ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
+      case BinOp::Sub: return fl ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
+      case BinOp::Mul: return fl ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
+      case BinOp::Div:
+      case BinOp::Mod:
+      case BinOp::FloorDiv:
+      case BinOp::FloorMod: {
+        if (fl) {
+          if (n->op == BinOp::Div) return b_.CreateFDiv(a, b);
+          if (n->op == BinOp::FloorDiv) return intrinsic(llvm::Intrinsic::floor, {b_.CreateFDiv(a, b)});
+          llvm::Value* r = b_.CreateFRem(a, b);
+          if (n->op == BinOp::Mod) return r;
+          auto* fz = llvm::ConstantFP::get(ty, 0.0);
+          auto* fix = b_.CreateAnd(b_.CreateFCmpONE(r, fz),
+                                   b_.CreateXor(b_.CreateFCmpOLT(r, fz), b_.CreateFCmpOLT(b, fz)));
+          return b_.CreateSelect(fix, b_.CreateFAdd(r, b), r);
+        }
+        // Integer division by zero would trap; kiln defines it as 0 instead of crashing.
+        auto* bz = b_.CreateICmpEQ(b, zero());
+        auto* safe_b = b_.CreateSelect(bz, llvm::ConstantInt::get(ty, 1), b);
+        bool div = n->op == BinOp::Div || n->op == BinOp::FloorDiv;
+        llvm::Value* q = sg ? b_.CreateSDiv(a, safe_b) : b_.CreateUDiv(a, safe_b);
+        llvm::Value* r = sg ? b_.CreateSRem(a, safe_b) : b_.CreateURem(a, safe_b);
+        llvm::Value* res = div ? q : r;
+        if (sg && (n->op == BinOp::FloorDiv || n->op == BinOp::FloorMod)) {
+          auto* fix = b_.CreateAnd(b_.CreateICmpNE(r, zero()),
+                                   b_.CreateXor(b_.CreateICmpSLT(r, zero()), b_.CreateICmpSLT(safe_b, zero())));
+          res = div ? b_.CreateSelect(fix, b_.CreateSub(q, llvm::ConstantInt::get(ty, 1)), q)
+                    : b_.CreateSelect(fix, b_.CreateAdd(r, safe_b), r);
+        }
+        return b_.CreateSelect(bz, zero(), res);
+      }
+      case BinOp::Min:
+      case BinOp::Max: {
+        bool mn = n->op == BinOp::Min;
+        if (fl) {  // NaN-propagating, like numpy.minimum / maximum
+          auto* c = mn ? b_.CreateFCmpOLT(a, b) : b_.CreateFCmpOGT(a, b);
+          return b_.CreateSelect(is_nan(a), a, b_.CreateSelect(c, a, b));
+        }
+        auto* c = mn ? (sg ? b_.CreateICmpSLT(a, b) : b_.CreateICmpULT(a, b))
+                     : (sg ? b_.CreateICmpSGT(a, b) : b_.CreateICmpUGT(a, b));
+        return b_.CreateSelect(c, a, b);
+      }
+      case BinOp::Pow: {
+        if (fl) return intrinsic(llvm::Intrinsic::pow, {a, b});
+        auto* d = b_.getDoubleTy();
+        auto* fa = sg ? b_.CreateSIToFP(a, d) : b_.CreateUIToFP(a, d);
+        auto* fb = sg ? b_.CreateSIToFP(b, d) : b_.CreateUIToFP(b, d);
+        auto* p = intrinsic(llvm::Intrinsic::pow, {fa, fb});
+        return sg ? b_.CreateFPToSI(p, ty) : b_.CreateFPToUI(p, ty);
+      }
+      case BinOp::Atan2: return libm("atan2f", a, b);
+      case BinOp::And: return b_.CreateAnd(a, b);
+      case BinOp::Or: return b_.CreateOr(a, b);
+      case BinOp::Xor: return b_.CreateXor(a, b);
+      case BinOp::Shl:
+      case BinOp::Shr: {
+        unsigned bits = ty->getIntegerBitWidth();
+        auto* big = b_.CreateICmpUGE(b, llvm::ConstantInt::get(ty, bits));
+        auto* safe = b_.CreateSelect(big, zero(), b);
+        llvm::Value* r = n->op == BinOp::Shl ? b_.CreateShl(a, safe)
+                         : sg                ? b_.CreateAShr(a, safe)
+                                             : b_.CreateLShr(a, safe);
+        return b_.CreateSelect(big, zero(), r);
+      }
+      case BinOp::EQ: return fl ? b_.CreateFCmpOEQ(a, b) : b_.CreateICmpEQ(a, b);
+      case BinOp::NE: return fl ? b_.CreateFCmpUNE(a, b) : b_.CreateICmpNE(a, b);
+      case BinOp::LT: return fl ? b_.CreateFCmpOLT(a, b) : sg ? b_.CreateICmpSLT(a, b) : b_.CreateICmpULT(a, b);
+      case BinOp::LE: return fl ? b_.CreateFCmpOLE(a, b) : sg ? b_.CreateICmpSLE(a, b) : b_.CreateICmpULE(a, b);
+      case BinOp::GT: return fl ? b_.CreateFCmpOGT(a, b) : sg ? b_.CreateICmpSGT(a, b) : b_.CreateICmpUGT(a, b);
+      case BinOp::GE: return fl ? b_.CreateFCmpOGE(a, b) : sg ? b_.CreateICmpSGE(a, b) : b_.CreateICmpUGE(a, b);
+    }
+    return nullptr;
+  }
+
+  llvm::Value* unary(const UnaryNode* n) {
+    DType t = n->a.dtype();
+    bool fl = dtype_is_float(t);
+    llvm::Value* a = expr(n->a);
+    llvm::Type* ty = a->getType();
+    using I = llvm::Intrinsic::ID;
+    auto fpi = [&](I id) { return intrinsic(id, {a}); };
+    switch (n->op) {
+      case UnOp::Neg: return fl ? b_.CreateFNeg(a) : b_.CreateNeg(a);
+      case UnOp::Not: return b_.CreateNot(a);
+      case UnOp::Abs:
+        if (fl) return fpi(llvm::Intrinsic::fabs);
+        if (!dtype_is_signed_int(t)) return a;
+        return b_.CreateSelect(b_.CreateICmpSLT(a, llvm::Constant::getNullValue(ty)), b_.CreateNeg(a), a);
+      case UnOp::Sign: {
+        if (fl) {
+          auto* z = llvm::ConstantFP::get(ty, 0.0);
+          auto* r = b_.CreateSelect(b_.CreateFCmpOGT(a, z), llvm::ConstantFP::get(ty, 1.0),
+                                    b_.CreateSelect(b_.CreateFCmpOLT(a, z), llvm::ConstantFP::get(ty, -1.0), z));
+          return b_.CreateSelect(is_nan(a), a, r);
+        }
+        auto* z = llvm::Constant::getNullValue(ty);
+        auto* pos = b_.CreateZExt(b_.CreateICmpNE(a, z), ty);
+        if (!dtype_is_signed_int(t)) return pos;
+        return b_.CreateSelect(b_.CreateICmpSLT(a, z), llvm::ConstantInt::get(ty, -1, true), pos);
+      }
+      case UnOp::Exp: return fpi(llvm::Intrinsic::exp);
+      case UnOp::Log: return fpi(llvm::Intrinsic::log);
+      case UnOp::Sqrt: return fpi(llvm::Intrinsic::sqrt);
+      case UnOp::Sin: return fpi(llvm::Intrinsic::sin);
+      case UnOp::Cos: return fpi(llvm::Intrinsic::cos);
+      case UnOp::Floor: return fl ? fpi(llvm::Intrinsic::floor) : a;
+      case UnOp::Ceil: return fl ? fpi(llvm::Intrinsic::ceil) : a;
+      case UnOp::Round: return fl ? fpi(llvm::Intrinsic::roundeven) : a;
+      case UnOp::Tan: return libm("tanf", a);
+      case UnOp::Asin: return libm("asinf", a);
+      case UnOp::Acos: return libm("acosf", a);
+      case UnOp::Atan: return libm("atanf", a);
+      case UnOp::Sinh: return libm("sinhf", a);
+      case UnOp::Cosh: return libm("coshf", a);
+      case UnOp::Tanh: return libm("tanhf", a);
+      case UnOp::Asinh: return libm("asinhf", a);
+      case UnOp::Acosh: return libm("acoshf", a);
+      case UnOp::Atanh: return libm("atanhf", a);
+      case UnOp::Erf: return libm("erff", a);
+      case UnOp::IsNaN: return fl ? is_nan(a) : b_.getFalse();
+      case UnOp::IsInf:
+        return fl ? b_.CreateFCmpOEQ(fpi(llvm::Intrinsic::fabs), llvm::ConstantFP::getInfinity(ty)) : b_.getFalse();
+      case UnOp::IsPosInf:
+        return fl ? b_.CreateFCmpOEQ(a, llvm::ConstantFP::getInfinity(ty)) : b_.getFalse();
+      case UnOp::IsNegInf:
+        return fl ? b_.CreateFCmpOEQ(a, llvm::ConstantFP::getInfinity(ty, true)) : b_.getFalse();
+    }
+    return nullptr;
+  }
+
+  void emit(const Stmt& s) {
+    if (!s) return;
+    switch (s->kind) {
+      case StmtKind::Seq:
+        for (auto& c : as<SeqNode>(s)->stmts) emit(c);
+        break;
+      case StmtKind::Store: {
+        auto n = as<StoreNode>(s);
+        llvm::Value* v = expr(n->value);
+        auto* p = element_ptr(n->buffer, n->indices);
+        b_.CreateStore(to_memory(n->buffer->dtype, v), p);
+        break;
+      }
+      case StmtKind::For: emit_for(as<ForNode>(s)); break;
+      case StmtKind::IfThenElse: {
+        auto n = as<IfThenElseNode>(s);
+        auto* then_bb = llvm::BasicBlock::Create(ctx_, "then", fn_);
+        auto* else_bb = llvm::BasicBlock::Create(ctx_, "else", fn_);
+        auto* done = llvm::BasicBlock::Create(ctx_, "endif", fn_);
+        b_.CreateCondBr(expr(n->cond), then_bb, else_bb);
+        b_.SetInsertPoint(then_bb);
+        emit(n->then_case);
+        b_.CreateBr(done);
+        b_.SetInsertPoint(else_bb);
+        emit(n->else_case);
+        b_.CreateBr(done);
+        b_.SetInsertPoint(done);
+        break;
+      }
+      case StmtKind::Allocate: emit_allocate(as<AllocateNode>(s)); break;
+    }
+  }
+
+  void emit_for(const ForNode* n) {
+    llvm::Value* lo = expr(n->min);
+    llvm::Value* hi = b_.CreateAdd(lo, expr(n->extent));
+    auto* pre = b_.GetInsertBlock();
+    auto* head = llvm::BasicBlock::Create(ctx_, n->var.name() + ".head", fn_);
+    auto* body = llvm::BasicBlock::Create(ctx_, n->var.name() + ".body", fn_);
+    auto* exit = llvm::BasicBlock::Create(ctx_, n->var.name() + ".exit", fn_);
+    b_.CreateBr(head);
+    b_.SetInsertPoint(head);
+    auto* iv = b_.CreatePHI(b_.getInt64Ty(), 2, n->var.name());
+    iv->addIncoming(lo, pre);
+    b_.CreateCondBr(b_.CreateICmpSLT(iv, hi), body, exit);
+    b_.SetInsertPoint(body);
+    vars_[n->var.as<VarNode>()] = iv;
+    emit(n->body);
+    auto* next = b_.CreateAdd(iv, b_.getInt64(1), "", true, true);
+    iv->addIncoming(next, b_.GetInsertBlock());
+    b_.CreateBr(head);
+    b_.SetInsertPoint(exit);
+    vars_.erase(n->var.as<VarNode>());
+  }
+
+  void emit_allocate(const AllocateNode* n) {
+    const Buffer& buf = n->buffer;
+    int64_t bytes = shape_numel(buf->shape) * dtype_bytes(buf->dtype);
+    llvm::Type* et = mem_type(buf->dtype);
+    if (bytes <= kMaxStackBytes) {
+      // Entry-block allocas are promoted to registers (scalars) and never grow the stack in loops.
+      llvm::IRBuilder<> eb(entry_, entry_->begin());
+      bufs_[buf.get()] = eb.CreateAlloca(et, eb.getInt64(std::max<int64_t>(1, shape_numel(buf->shape))), buf->name);
+      emit(n->body);
+      bufs_.erase(buf.get());
+      return;
+    }
+    auto* ptr = llvm::PointerType::get(ctx_, 0);
+    auto mal = mod_.getOrInsertFunction("malloc", llvm::FunctionType::get(ptr, {b_.getInt64Ty()}, false));
+    auto fre = mod_.getOrInsertFunction("free", llvm::FunctionType::get(b_.getVoidTy(), {ptr}, false));
+    auto* p = b_.CreateCall(mal, {b_.getInt64(bytes)}, buf->name);
+    bufs_[buf.get()] = p;
+    emit(n->body);
+    b_.CreateCall(fre, {p});
+    bufs_.erase(buf.get());
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const std::string& module_name,
+                                          const std::vector<PrimFunc>& funcs) {
+  auto m = std::make_unique<llvm::Module>(module_name, ctx);
+  Emitter em(*m);
+  for (auto& f : funcs) em.emit(f);
+  return m;
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,19 @@
+// Loop IR -> LLVM IR. Each PrimFunc becomes `void name(void** args)`, args[i] pointing at the
+// i-th parameter buffer. No runtime library is needed beyond libc/libm.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "tir/stmt.h"
+
+namespace llvm {
+class LLVMContext;
+class Module;
+}  // namespace llvm
+
+namespace kiln::codegen {
+
+std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const std::string& module_name,
+                                          const std::vector<tir::PrimFunc>& funcs);
+
+}  // namespace kiln::codegen

@@ -1,0 +1,90 @@
+// Loop-IR statements. Like expressions they are immutable and shared. A PrimFunc is one
+// generated kernel: buffer parameters plus a body; codegen turns it into one native function.
+#pragma once
+#include <functional>
+#include <unordered_map>
+
+#include "tir/expr.h"
+
+namespace kiln::tir {
+
+enum class StmtKind : uint8_t { For, Store, Seq, IfThenElse, Allocate };
+
+// How a loop is to be executed. Schedules set these; codegen honours them.
+enum class ForKind : uint8_t { Serial, Parallel, Vectorized, Unrolled };
+const char* forkind_name(ForKind k);
+
+struct StmtNode {
+  StmtKind kind;
+  explicit StmtNode(StmtKind k) : kind(k) {}
+  virtual ~StmtNode() = default;
+};
+using Stmt = std::shared_ptr<const StmtNode>;
+
+struct ForNode : StmtNode {
+  Var var;
+  Expr min, extent;  // i64
+  ForKind for_kind;
+  Stmt body;
+  ForNode(Var v, Expr mn, Expr ext, ForKind k, Stmt b)
+      : StmtNode(StmtKind::For), var(std::move(v)), min(std::move(mn)), extent(std::move(ext)),
+        for_kind(k), body(std::move(b)) {}
+};
+struct StoreNode : StmtNode {
+  Buffer buffer;
+  std::vector<Expr> indices;
+  Expr value;
+  StoreNode(Buffer b, std::vector<Expr> idx, Expr v)
+      : StmtNode(StmtKind::Store), buffer(std::move(b)), indices(std::move(idx)), value(std::move(v)) {}
+};
+struct SeqNode : StmtNode {
+  std::vector<Stmt> stmts;
+  explicit SeqNode(std::vector<Stmt> s) : StmtNode(StmtKind::Seq), stmts(std::move(s)) {}
+};
+struct IfThenElseNode : StmtNode {
+  Expr cond;
+  Stmt then_case, else_case;  // else_case may be null
+  IfThenElseNode(Expr c, Stmt t, Stmt e)
+      : StmtNode(StmtKind::IfThenElse), cond(std::move(c)), then_case(std::move(t)), else_case(std::move(e)) {}
+};
+// Scratch memory for `buffer`, live for the duration of `body`.
+struct AllocateNode : StmtNode {
+  Buffer buffer;
+  Stmt body;
+  AllocateNode(Buffer b, Stmt s) : StmtNode(StmtKind::Allocate), buffer(std::move(b)), body(std::move(s)) {}
+};
+
+template <typename T> const T* as(const Stmt& s) { return static_cast<const T*>(s.get()); }
+
+Stmt make_for(Var v, Expr min, Expr extent, ForKind k, Stmt body);
+Stmt make_store(Buffer b, std::vector<Expr> indices, Expr value);
+Stmt make_seq(std::vector<Stmt> stmts);  // flattens nested sequences, drops nulls
+Stmt make_if(Expr cond, Stmt then_case, Stmt else_case = nullptr);
+Stmt make_allocate(Buffer b, Stmt body);
+
+struct PrimFunc {
+  std::string name;
+  std::vector<Buffer> params;  // the kernel's arguments, in call order
+  Stmt body;
+};
+
+// ---- generic traversal -----------------------------------------------------------------
+using VarMap = std::unordered_map<const VarNode*, Expr>;
+Expr substitute(const Expr& e, const VarMap& vars);
+Stmt substitute(const Stmt& s, const VarMap& vars);
+
+// Rebuilds `e` bottom-up, calling `f` on every node after its children were rewritten;
+// `f` returns its argument unchanged to keep a node. Unchanged subtrees are shared.
+Expr rewrite(const Expr& e, const std::function<Expr(const Expr&)>& f);
+// Applies `expr_fn` to every expression in `s` and `stmt_fn` (if given) to every statement
+// after its children were rewritten.
+Stmt rewrite(const Stmt& s, const std::function<Expr(const Expr&)>& expr_fn,
+             const std::function<Stmt(const Stmt&)>& stmt_fn = nullptr);
+
+void visit(const Expr& e, const std::function<void(const Expr&)>& f);  // pre-order
+
+std::string to_string(const Expr& e);
+std::string to_string(const Stmt& s, int indent = 0);
+std::string to_string(const PrimFunc& f);
+
+}  // namespace kiln::tir
