@@ -1,0 +1,103 @@
+// kiln's public C++ API: compile an ONNX model once, run it many times.
+//
+//   kiln::CompileOptions opts;
+//   kiln::Model m = kiln::Model::compile_file("resnet50.onnx", opts);
+//   std::vector<kiln::HostTensor> out = m.run({input});
+//
+// Model::run is const and may be called from several threads at once.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+struct CompileOptions {
+  // Shapes for graph inputs (symbolic dims default to 1 otherwise).
+  std::map<std::string, Shape> shapes;
+  // Values of graph inputs that decide shapes (a Reshape's target, a TopK's k, ...). The model
+  // is specialized on them; run() then checks that the same values are passed.
+  std::map<std::string, HostTensor> input_values;
+  int threads = 1;
+  int opt_level = 2;
+  // Print the graph after this pass ("import", "canonicalize", "fold", "dce", "final") or "all",
+  // and the loop IR of every kernel with "tir".
+  std::string dump_ir;
+  bool print_timing = false;               // per-pass timing on the log
+  std::function<void(const std::string&)> log;  // defaults to stderr
+};
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  Shape shape;
+};
+
+struct PassTiming {
+  std::string pass;
+  double ms;
+};
+
+class Model {
+ public:
+  static Model compile_file(const std::string& path, const CompileOptions& opts = {});
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const std::vector<TensorInfo>& inputs() const;
+  const std::vector<TensorInfo>& outputs() const;
+  // Inputs in graph-input order; throws kiln::Error on a wrong count, dtype or shape.
+  std::vector<HostTensor> run(const std::vector<HostTensor>& inputs) const;
+
+  const std::vector<PassTiming>& timings() const;
+  double compile_ms() const;
+  int num_kernels() const;
+
+  struct Impl;
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Operator types kiln can compile.
+std::vector<std::string> supported_ops();
+
+}  // namespace kiln
+
+namespace kiln {
+
+// Graph inputs of a model file (names, types, shapes after `shapes` overrides), without compiling.
+std::vector<TensorInfo> read_model_inputs(const std::string& path,
+                                          const std::map<std::string, Shape>& shapes = {});
+
+// ONNX TensorProto files (test_data_set_N/input_K.pb layout).
+HostTensor load_tensor(const std::string& path);
+void save_tensor(const std::string& path, const HostTensor& t, const std::string& name = "");
+
+}  // namespace kiln
+
+namespace kiln {
+
+// What `kiln info` prints. Types and FLOPs need the model to be supported; when it is not,
+// `typed` is false and `type_error` says why.
+struct ModelSummary {
+  int opset = 0;
+  std::vector<TensorInfo> inputs, outputs;
+  std::map<std::string, int64_t> op_counts;
+  int64_t num_nodes = 0;
+  int64_t parameters = 0;  // elements in initializers
+  double flops = 0;
+  bool typed = false;
+  std::string type_error;
+  std::vector<std::string> unsupported;  // "Op (nodes ...)"
+};
+ModelSummary summarize_model(const std::string& path, const std::map<std::string, Shape>& shapes = {});
+
+}  // namespace kiln

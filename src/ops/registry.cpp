@@ -1,0 +1,37 @@
+#include "ops/registry.h"
+
+namespace kiln::ops {
+
+const Registry& Registry::get() {
+  static const Registry r = [] {
+    Registry reg;
+    register_elementwise(reg);
+    register_reduce(reg);
+    register_matmul(reg);
+    register_conv(reg);
+    register_pool(reg);
+    register_norm(reg);
+    register_shape_ops(reg);
+    register_index_ops(reg);
+    register_misc(reg);
+    return reg;
+  }();
+  return r;
+}
+
+void Registry::add(const std::string& op_type, Converter c, int min_opset) {
+  ops_[op_type] = OpInfo{std::move(c), min_opset};
+}
+
+const OpInfo* Registry::find(const std::string& op_type) const {
+  auto it = ops_.find(op_type);
+  return it == ops_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> Registry::names() const {
+  std::vector<std::string> v;
+  for (auto& kv : ops_) v.push_back(kv.first);
+  return v;
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,388 @@
+// The compiler pipeline, in order: import -> canonicalize -> dead-code elimination ->
+// type/fold/lower sweep (every node becomes a loop-nest kernel or a folded constant) ->
+// LLVM code generation -> buffer plan. Each step is timed and can be dumped (--dump-ir).
+#include <chrono>
+#include <deque>
+#include <iostream>
+#include <set>
+
+#include "graph/passes.h"
+#include "onnx/importer.h"
+#include "ops/registry.h"
+#include "runtime/compiler.h"
+#include "runtime/model_impl.h"
+#include "tir/lower.h"
+
+namespace kiln {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+std::string sanitize(const std::string& s) {
+  std::string r;
+  for (char c : s) r += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return r;
+}
+
+// Ops the sweep handles itself instead of through the registry.
+bool is_builtin(const std::string& op) { return op == "Shape" || op == "Size" || op == "If"; }
+
+struct Kernel {
+  tir::PrimFunc func;
+  std::string node_label;
+  std::vector<std::string> args;  // value names, parameter order
+};
+
+}  // namespace
+
+std::vector<std::string> find_unsupported(const graph::Graph& g) {
+  std::map<std::string, std::vector<std::string>> missing;
+  std::function<void(const graph::Graph&)> scan = [&](const graph::Graph& gr) {
+    for (auto& n : gr.nodes) {
+      bool known = n.domain.empty() && (is_builtin(n.op_type) || ops::Registry::get().find(n.op_type) ||
+                                        n.op_type == "Identity" || n.op_type == "Dropout");
+      if (!known) missing[(n.domain.empty() ? "" : n.domain + ".") + n.op_type].push_back(n.name);
+      for (auto& kv : n.attrs)
+        if (kv.second.graph) scan(*kv.second.graph);
+    }
+  };
+  scan(g);
+  std::vector<std::string> out;
+  for (auto& kv : missing) {
+    std::string m = kv.first + " (node";
+    m += kv.second.size() > 1 ? "s " : " ";
+    for (size_t i = 0; i < kv.second.size() && i < 3; ++i) m += (i ? ", '" : "'") + kv.second[i] + "'";
+    if (kv.second.size() > 3) m += ", ... " + std::to_string(kv.second.size()) + " in all";
+    out.push_back(m + ")");
+  }
+  return out;
+}
+
+namespace {
+
+class Compiler {
+ public:
+  Compiler(const CompileOptions& opts) : opts_(opts) {
+    log_ = opts.log ? opts.log : [](const std::string& s) { std::cerr << s << "\n"; };
+  }
+
+  graph::Graph analyze(const std::string& path) {
+    onnx_import::ImportOptions io;
+    io.shapes = opts_.shapes;
+    graph::Graph g = pass("import", [&] { return onnx_import::import_file(path, io); });
+    check_supported(g);
+    g = pass("canonicalize", [&] { return graph::canonicalize(std::move(g)); });
+    for (auto& kv : opts_.input_values)
+      if (std::find(g.inputs.begin(), g.inputs.end(), kv.first) == g.inputs.end())
+        fail(path, ": a value is given for '", kv.first, "', which is not a graph input");
+    g = pass("fold", [&] { return sweep(std::move(g)); });
+    g = pass("dce", [&] { return graph::eliminate_dead_code(std::move(g)); });
+    dump_graph("final", g);
+    return g;
+  }
+
+  Model::Impl compile(const std::string& path) {
+    auto start = Clock::now();
+    graph::Graph g = analyze(path);
+    Model::Impl m;
+    std::vector<tir::PrimFunc> funcs;
+    for (auto& k : kernels_) funcs.push_back(k.func);
+    if (opts_.dump_ir == "tir" || opts_.dump_ir == "all")
+      for (auto& f : funcs) log_(tir::to_string(f));
+    auto t = Clock::now();
+    codegen::CodegenOptions co;
+    co.opt_level = opts_.opt_level;
+    if (!funcs.empty()) m.lib = codegen::JitLibrary::compile(funcs, co);
+    timings_.push_back({"codegen", ms_since(t)});
+    if (opts_.print_timing) log_("  pass codegen: " + std::to_string(timings_.back().ms) + " ms");
+    plan(g, m);
+    m.timings = timings_;
+    m.compile_ms = ms_since(start);
+    m.threads = opts_.threads;
+    return m;
+  }
+
+ private:
+  const CompileOptions& opts_;
+  std::function<void(const std::string&)> log_;
+  std::vector<PassTiming> timings_;
+  std::vector<Kernel> kernels_;
+  std::set<std::string> specialized_;  // graph inputs whose values kernels depend on
+
+  template <typename F>
+  graph::Graph pass(const std::string& name, F&& f) {
+    auto t = Clock::now();
+    graph::Graph g = f();
+    timings_.push_back({name, ms_since(t)});
+    if (opts_.print_timing) log_("  pass " + name + ": " + std::to_string(timings_.back().ms) + " ms");
+    dump_graph(name, g);
+    return g;
+  }
+
+  void dump_graph(const std::string& name, const graph::Graph& g) {
+    if (opts_.dump_ir == name || opts_.dump_ir == "all") log_("// after " + name + "\n" + graph::to_string(g));
+  }
+
+  // All unsupported operators of the model, reported at once.
+  void check_supported(const graph::Graph& g) {
+    auto missing = find_unsupported(g);
+    if (missing.empty()) return;
+    std::string msg;
+    for (auto& m : missing) msg += (msg.empty() ? "" : "; ") + m;
+    fail(g.source, ": ", missing.size(), " unsupported operator", missing.size() > 1 ? "s" : "", ": ", msg);
+  }
+
+  const HostTensor* known_value(const graph::Graph& g, const std::string& name, bool* specialized) {
+    *specialized = false;
+    if (name.empty()) return nullptr;
+    const graph::Value& v = g.value(name);
+    if (v.constant) return v.constant.get();
+    auto it = opts_.input_values.find(name);
+    if (it != opts_.input_values.end()) {
+      *specialized = true;
+      return &it->second;
+    }
+    return nullptr;
+  }
+
+  // Runs one kernel on constant inputs now (constant folding through the same compiler).
+  std::vector<HostTensor> evaluate(const tir::PrimFunc& f, const std::vector<const HostTensor*>& ins,
+                                   const std::vector<tir::Tensor>& outs) {
+    auto lib = codegen::JitLibrary::compile({f}, {1});
+    std::vector<HostTensor> results;
+    for (auto& o : outs) results.emplace_back(o.dtype(), o.shape());
+    std::vector<void*> args;
+    static char empty[64];
+    for (auto* t : ins) args.push_back(t->bytes.empty() ? empty : const_cast<void*>(t->data()));
+    for (auto& r : results) args.push_back(r.bytes.empty() ? empty : r.data());
+    lib->lookup(f.name)(args.data());
+    return results;
+  }
+
+  static void set_constant(graph::Graph& g, const std::string& name, HostTensor t) {
+    graph::Value& v = g.value(name);
+    v.type = {t.dtype, t.shape};
+    v.typed = true;
+    v.constant = std::make_shared<HostTensor>(std::move(t));
+  }
+
+  // Shape / Size: known statically.
+  void fold_builtin(graph::Graph& g, const graph::Node& n) {
+    const graph::Value& in = g.value(n.inputs.at(0));
+    const Shape& s = in.type.shape;
+    if (n.op_type == "Size") {
+      HostTensor t(DType::I64, {});
+      t.as<int64_t>()[0] = shape_numel(s);
+      set_constant(g, n.outputs[0], std::move(t));
+      return;
+    }
+    int64_t r = int64_t(s.size());
+    auto clampi = [&](int64_t a) { return std::clamp(a < 0 ? a + r : a, int64_t(0), r); };
+    int64_t start = 0, end = r;
+    if (n.attrs.count("start")) start = clampi(n.attrs.at("start").i);
+    if (n.attrs.count("end")) end = clampi(n.attrs.at("end").i);
+    HostTensor t(DType::I64, {std::max<int64_t>(0, end - start)});
+    for (int64_t i = start; i < end; ++i) t.as<int64_t>()[i - start] = s[i];
+    set_constant(g, n.outputs[0], std::move(t));
+  }
+
+  // If with a condition known at compile time: the chosen branch's nodes replace it.
+  std::vector<graph::Node> inline_if(graph::Graph& g, const graph::Node& n, bool cond) {
+    auto it = n.attrs.find(cond ? "then_branch" : "else_branch");
+    if (it == n.attrs.end() || !it->second.graph) fail(n.label(), ": missing branch graph");
+    const graph::Graph& body = *it->second.graph;
+    std::string prefix = n.name + "/";
+    std::set<std::string> local;
+    for (auto& kv : body.values) local.insert(kv.first);
+    auto rename = [&](const std::string& s) { return local.count(s) ? prefix + s : s; };
+    for (auto& kv : body.values) {
+      graph::Value v = kv.second;
+      g.values[prefix + kv.first] = v;
+    }
+    std::vector<graph::Node> out;
+    for (auto nn : body.nodes) {
+      nn.name = prefix + nn.name;
+      for (auto& s : nn.inputs) s = rename(s);
+      for (auto& s : nn.outputs) s = rename(s);
+      out.push_back(std::move(nn));
+    }
+    if (body.outputs.size() != n.outputs.size()) fail(n.label(), ": branch output count differs from the node's");
+    for (size_t i = 0; i < n.outputs.size(); ++i) {
+      graph::Node id;
+      id.name = prefix + "out" + std::to_string(i);
+      id.op_type = "Identity";
+      id.opset = n.opset;
+      id.inputs = {rename(body.outputs[i])};
+      id.outputs = {n.outputs[i]};
+      out.push_back(std::move(id));
+    }
+    return out;
+  }
+
+  graph::Graph sweep(graph::Graph g) {
+    std::deque<graph::Node> work(g.nodes.begin(), g.nodes.end());
+    std::vector<graph::Node> kept;
+    int index = 0;
+    while (!work.empty()) {
+      graph::Node n = std::move(work.front());
+      work.pop_front();
+      for (auto& in : n.inputs)
+        if (!in.empty() && (!g.has_value(in) || !g.value(in).typed))
+          fail(g.source, ": ", n.label(), ": input '", in, "' has no known type");
+      if (n.op_type == "Shape" || n.op_type == "Size") {
+        fold_builtin(g, n);
+        continue;
+      }
+      std::vector<const HostTensor*> values;
+      bool all_const = !n.inputs.empty();
+      std::vector<bool> spec;
+      for (auto& in : n.inputs) {
+        bool sp = false;
+        values.push_back(known_value(g, in, &sp));
+        spec.push_back(sp);
+        if (!in.empty() && (!values.back() || sp)) all_const = false;
+      }
+      if (n.op_type == "If") {
+        if (!values.at(0))
+          fail(g.source, ": ", n.label(), ": the condition must be known at compile time (pass the inputs it depends on with --inputs)");
+        if (spec[0]) specialized_.insert(n.inputs[0]);
+        auto nodes = inline_if(g, n, values[0]->get_f64(0) != 0);
+        for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) work.push_front(*it);
+        continue;
+      }
+      const ops::OpInfo* info = ops::Registry::get().find(n.op_type);
+      if (!info || !n.domain.empty()) fail(g.source, ": ", n.label(), ": unsupported operator");
+      std::vector<tir::Tensor> ins;
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        if (n.inputs[i].empty()) { ins.emplace_back(); continue; }
+        const graph::Value& v = g.value(n.inputs[i]);
+        ins.push_back(tir::placeholder(v.type.shape, v.type.dtype, "in" + std::to_string(i)));
+      }
+      ops::OpContext ctx(n, ins, values);
+      std::vector<tir::Tensor> outs;
+      try {
+        outs = info->convert(ctx);
+      } catch (const InternalError& e) {
+        fail(g.source, ": ", n.label(), ": ", e.what());
+      } catch (const Error& e) {
+        std::string msg = e.what();
+        if (msg.rfind("node '", 0) == 0) fail(g.source, ": ", msg);
+        fail(g.source, ": ", n.label(), ": ", msg);
+      }
+      std::vector<tir::Tensor> used_outs;
+      std::vector<std::string> out_names;
+      for (size_t i = 0; i < n.outputs.size(); ++i) {
+        if (n.outputs[i].empty()) continue;
+        if (i >= outs.size() || !outs[i].defined())
+          fail(g.source, ": ", n.label(), ": output ", i, " is not supported");
+        graph::Value& v = g.value(n.outputs[i]);
+        v.type = {outs[i].dtype(), outs[i].shape()};
+        v.typed = true;
+        used_outs.push_back(outs[i]);
+        out_names.push_back(n.outputs[i]);
+      }
+      std::vector<tir::Tensor> params;
+      std::vector<std::string> arg_names;
+      std::vector<const HostTensor*> const_args;
+      for (size_t i = 0; i < ins.size(); ++i)
+        if (ins[i].defined()) {
+          params.push_back(ins[i]);
+          arg_names.push_back(n.inputs[i]);
+          const_args.push_back(values[i]);
+        }
+      std::string kname = "k" + std::to_string(index++) + "_" + sanitize(n.name).substr(0, 48);
+      tir::PrimFunc f = tir::lower(kname, params, used_outs);
+      if (all_const) {
+        auto results = evaluate(f, const_args, used_outs);
+        for (size_t i = 0; i < out_names.size(); ++i) set_constant(g, out_names[i], std::move(results[i]));
+        continue;
+      }
+      for (size_t i = 0; i < ins.size(); ++i)
+        if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
+      arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
+      kernels_.push_back({f, n.label(), arg_names});
+      kept.push_back(std::move(n));
+    }
+    g.nodes = std::move(kept);
+    return g;
+  }
+
+  void plan(const graph::Graph& g, Model::Impl& m) {
+    std::map<std::string, int> slot_of;
+    auto slot = [&](const std::string& name) {
+      auto it = slot_of.find(name);
+      if (it != slot_of.end()) return it->second;
+      const graph::Value& v = g.value(name);
+      BufferSlot s;
+      s.name = name;
+      s.dtype = v.type.dtype;
+      s.shape = v.type.shape;
+      auto in = std::find(g.inputs.begin(), g.inputs.end(), name);
+      auto out = std::find(g.outputs.begin(), g.outputs.end(), name);
+      if (in != g.inputs.end()) {
+        s.kind = BufferSlot::Kind::Input;
+        s.io_index = int(in - g.inputs.begin());
+      } else if (v.constant) {
+        s.kind = BufferSlot::Kind::Constant;
+        s.constant = v.constant;
+      } else if (out != g.outputs.end()) {
+        s.kind = BufferSlot::Kind::Output;
+        s.io_index = int(out - g.outputs.begin());
+      }
+      m.slots.push_back(s);
+      return slot_of[name] = int(m.slots.size() - 1);
+    };
+    for (auto& name : g.inputs) {
+      const graph::Value& v = g.value(name);
+      m.inputs.push_back({name, v.type.dtype, v.type.shape});
+      m.input_slots.push_back(slot(name));
+      auto sp = opts_.input_values.find(name);
+      if (sp != opts_.input_values.end() && specialized_.count(name))
+        m.specialized[int(m.inputs.size() - 1)] = sp->second;
+    }
+    for (auto& k : kernels_) {
+      Step st;
+      st.kernel = k.func.name;
+      st.node = k.node_label;
+      st.fn = m.lib->lookup(k.func.name);
+      for (auto& a : k.args) st.args.push_back(slot(a));
+      m.steps.push_back(std::move(st));
+    }
+    for (auto& name : g.outputs) {
+      const graph::Value& v = g.value(name);
+      if (!v.typed) fail(g.source, ": output '", name, "' has no known type");
+      m.outputs.push_back({name, v.type.dtype, v.type.shape});
+      m.output_slots.push_back(slot(name));
+    }
+  }
+};
+
+}  // namespace
+
+graph::Graph analyze(const std::string& path, const CompileOptions& opts) {
+  Compiler c(opts);
+  return c.analyze(path);
+}
+
+Model Model::compile_file(const std::string& path, const CompileOptions& opts) {
+  Compiler c(opts);
+  try {
+    return Model(std::make_unique<Impl>(c.compile(path)));
+  } catch (const Error&) {
+    throw;
+  } catch (const InternalError& e) {
+    fail(path, ": ", e.what());
+  }
+}
+
+std::vector<std::string> supported_ops() {
+  auto v = ops::Registry::get().names();
+  for (const char* b : {"Shape", "Size", "If", "Identity", "Dropout"})
+    if (std::find(v.begin(), v.end(), b) == v.end()) v.push_back(b);
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+}  // namespace kiln

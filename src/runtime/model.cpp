@@ -1,0 +1,89 @@
+// Model::run: binds inputs, outputs and one scratch arena per call, then calls the kernels in
+// order. Nothing is shared between calls except read-only constants, so calls may overlap.
+#include <cstdlib>
+
+#include "runtime/model_impl.h"
+
+namespace kiln {
+
+namespace {
+constexpr size_t kAlign = 64;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+}  // namespace
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+const std::vector<TensorInfo>& Model::inputs() const { return impl_->inputs; }
+const std::vector<TensorInfo>& Model::outputs() const { return impl_->outputs; }
+const std::vector<PassTiming>& Model::timings() const { return impl_->timings; }
+double Model::compile_ms() const { return impl_->compile_ms; }
+int Model::num_kernels() const { return int(impl_->steps.size()); }
+
+std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const {
+  const Impl& m = *impl_;
+  if (inputs.size() != m.inputs.size())
+    fail("the model takes ", m.inputs.size(), " inputs, got ", inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorInfo& want = m.inputs[i];
+    if (inputs[i].dtype != want.dtype)
+      fail("input '", want.name, "': expected ", dtype_name(want.dtype), ", got ", dtype_name(inputs[i].dtype));
+    if (inputs[i].shape != want.shape)
+      fail("input '", want.name, "': expected shape ", shape_str(want.shape), ", got ", shape_str(inputs[i].shape),
+           " (compile with --shape ", want.name, "=... for other shapes)");
+    if (inputs[i].bytes.size() != inputs[i].numel() * size_t(dtype_bytes(inputs[i].dtype)))
+      fail("input '", want.name, "': data size does not match its shape");
+    auto sp = m.specialized.find(int(i));
+    if (sp != m.specialized.end() && !sp->second.same_as(inputs[i]))
+      fail("input '", want.name, "': the model was compiled for a different value of this input, which decides shapes");
+  }
+
+  std::vector<void*> ptrs(m.slots.size(), nullptr);
+  std::vector<HostTensor> outputs(m.outputs.size());
+  size_t arena_bytes = 0;
+  for (auto& s : m.slots)
+    if (s.kind == BufferSlot::Kind::Temp) arena_bytes += align_up(s.bytes());
+  std::unique_ptr<void, FreeDeleter> arena(arena_bytes ? std::aligned_alloc(kAlign, arena_bytes) : nullptr);
+  if (arena_bytes && !arena) fail("out of memory allocating ", arena_bytes, " bytes of intermediates");
+  static char empty_buffer[kAlign];
+  size_t offset = 0;
+  for (size_t i = 0; i < m.slots.size(); ++i) {
+    const BufferSlot& s = m.slots[i];
+    switch (s.kind) {
+      case BufferSlot::Kind::Input: ptrs[i] = const_cast<void*>(inputs[s.io_index].data()); break;
+      case BufferSlot::Kind::Constant: ptrs[i] = const_cast<void*>(s.constant->data()); break;
+      case BufferSlot::Kind::Output:
+        outputs[s.io_index] = HostTensor(s.dtype, s.shape);
+        ptrs[i] = outputs[s.io_index].data();
+        break;
+      case BufferSlot::Kind::Temp:
+        ptrs[i] = static_cast<char*>(arena.get()) + offset;
+        offset += align_up(s.bytes());
+        break;
+    }
+    if (!ptrs[i]) ptrs[i] = empty_buffer;  // zero-sized tensors
+  }
+  std::vector<void*> args;
+  for (auto& step : m.steps) {
+    args.clear();
+    for (int a : step.args) args.push_back(ptrs[a]);
+    step.fn(args.data());
+  }
+  // Graph outputs that are not computed by a kernel (an input or a constant passed through).
+  for (size_t o = 0; o < m.output_slots.size(); ++o) {
+    const BufferSlot& s = m.slots[m.output_slots[o]];
+    if (s.kind == BufferSlot::Kind::Output && s.io_index == int(o)) continue;
+    HostTensor t(s.dtype, s.shape);
+    std::memcpy(t.data(), ptrs[m.output_slots[o]], t.bytes.size());
+    outputs[o] = std::move(t);
+  }
+  return outputs;
+}
+
+}  // namespace kiln

@@ -1,0 +1,39 @@
+// The compiled model: generated kernels, the buffers they use, and the order to call them.
+#pragma once
+#include "codegen/jit.h"
+#include "kiln/kiln.h"
+
+namespace kiln {
+
+struct BufferSlot {
+  enum class Kind { Input, Output, Constant, Temp };
+  std::string name;
+  DType dtype;
+  Shape shape;
+  Kind kind = Kind::Temp;
+  int io_index = -1;                          // graph input / output position
+  std::shared_ptr<const HostTensor> constant;  // Kind::Constant
+  size_t bytes() const { return size_t(shape_numel(shape)) * dtype_bytes(dtype); }
+};
+
+struct Step {
+  codegen::KernelFn fn = nullptr;
+  std::string kernel;  // symbol name
+  std::string node;    // node label, for errors and profiles
+  std::vector<int> args;  // buffer slots, kernel parameter order
+};
+
+struct Model::Impl {
+  std::unique_ptr<codegen::JitLibrary> lib;
+  std::vector<BufferSlot> slots;
+  std::vector<Step> steps;
+  std::vector<int> input_slots;   // per graph input
+  std::vector<int> output_slots;  // per graph output
+  std::vector<TensorInfo> inputs, outputs;
+  std::map<int, HostTensor> specialized;  // graph input index -> value the model was built for
+  std::vector<PassTiming> timings;
+  double compile_ms = 0;
+  int threads = 1;
+};
+
+}  // namespace kiln

@@ -1,0 +1,200 @@
+#include "commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <random>
+
+namespace kiln::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::map<std::string, bool> kCompileFlags = {
+    {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"help", false}};
+
+const char* kRunHelp =
+    "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
+    "                           [--dump-ir PASS] [--timing]\n"
+    "Compiles the model to native code and runs it once.\n"
+    "  --inputs DIR        input_0.pb, input_1.pb, ... (ONNX TensorProto, graph-input order);\n"
+    "                      default: deterministic random inputs\n"
+    "  --shape NAME=DIMS   shape of a graph input with symbolic dims (default for a symbolic dim: 1)\n"
+    "  --save-outputs DIR  write output_0.pb, output_1.pb, ...\n"
+    "  --threads N         worker threads (default 1)\n"
+    "  --dump-ir PASS      print the graph after PASS (import, canonicalize, fold, dce, final, all)\n"
+    "                      or every kernel's loop IR (tir)\n"
+    "  --timing            print the time of each compiler pass\n";
+
+const char* kBenchHelp =
+    "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
+    "Compiles the model once, then times K runs after W warm-up runs.\n"
+    "  --iters K   timed runs (default 20)\n"
+    "  --warmup W  untimed runs first (default 3)\n"
+    "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n";
+
+const char* kInfoHelp =
+    "usage: kiln info MODEL.onnx [--shape NAME=DxDx..]\n"
+    "Prints inputs, outputs, operator histogram, parameter count, FLOPs estimate and unsupported ops.\n";
+
+HostTensor random_tensor(const TensorInfo& info, std::mt19937& rng) {
+  HostTensor t(info.dtype, info.shape);
+  std::uniform_real_distribution<double> uf(-1.0, 1.0);
+  std::uniform_int_distribution<int> ui(0, 9);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (dtype_is_float(info.dtype)) t.set_f64(i, uf(rng));
+    else if (info.dtype == DType::Bool) t.set_f64(i, ui(rng) & 1);
+    else t.set_f64(i, ui(rng));
+  }
+  return t;
+}
+
+struct Prepared {
+  CompileOptions opts;
+  std::vector<HostTensor> inputs;
+  std::unique_ptr<Model> model;
+};
+
+Prepared prepare(const Args& a) {
+  if (a.model.empty()) fail("no model given (see kiln ", a.command, " --help)");
+  Prepared p;
+  p.opts.shapes = parse_shapes(a.flags.count("shape") ? a.flags.at("shape") : std::vector<std::string>{});
+  p.opts.threads = a.get_int("threads", 1, 1);
+  p.opts.dump_ir = a.get("dump-ir");
+  p.opts.print_timing = a.has("timing");
+  if (a.has("inputs")) {
+    std::string dir = a.get("inputs");
+    if (!fs::is_directory(dir)) fail(dir, ": not a directory");
+    std::vector<HostTensor> files;
+    for (int i = 0; fs::exists(dir + "/input_" + std::to_string(i) + ".pb"); ++i)
+      files.push_back(load_tensor(dir + "/input_" + std::to_string(i) + ".pb"));
+    // Shapes come from the files; the files' values also decide shape inputs.
+    auto infos = read_model_inputs(a.model, p.opts.shapes);
+    if (files.size() != infos.size())
+      fail(dir, ": has ", files.size(), " input files, the model takes ", infos.size(), " inputs");
+    for (size_t i = 0; i < infos.size(); ++i) {
+      if (files[i].dtype != infos[i].dtype)
+        fail(dir, "/input_", i, ".pb: type ", dtype_name(files[i].dtype), " but input '", infos[i].name, "' is ",
+             dtype_name(infos[i].dtype));
+      p.opts.shapes[infos[i].name] = files[i].shape;
+      p.opts.input_values[infos[i].name] = files[i];
+    }
+    p.inputs = std::move(files);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  p.model = std::make_unique<Model>(Model::compile_file(a.model, p.opts));
+  if (!a.has("inputs")) {
+    std::mt19937 rng(1234);
+    for (auto& info : p.model->inputs()) p.inputs.push_back(random_tensor(info, rng));
+  }
+  (void)t0;
+  return p;
+}
+
+void summarize(const TensorInfo& info, const HostTensor& t) {
+  double mn = INFINITY, mx = -INFINITY, sum = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    double v = t.get_f64(i);
+    mn = std::min(mn, v);
+    mx = std::max(mx, v);
+    sum += v;
+  }
+  std::printf("  %s: %s%s", info.name.c_str(), dtype_name(t.dtype), shape_str(t.shape).c_str());
+  if (t.numel()) std::printf("  min %.6g max %.6g mean %.6g", mn, mx, sum / double(t.numel()));
+  std::printf("\n    [");
+  for (int64_t i = 0; i < std::min<int64_t>(t.numel(), 8); ++i) std::printf("%s%.6g", i ? ", " : "", t.get_f64(i));
+  std::printf("%s]\n", t.numel() > 8 ? ", ..." : "");
+}
+
+}  // namespace
+
+int cmd_run(int argc, char** argv) {
+  auto flags = kCompileFlags;
+  flags["save-outputs"] = true;
+  Args a = parse(argc, argv, flags);
+  if (a.has("help")) { std::cout << kRunHelp; return 0; }
+  Prepared p = prepare(a);
+  std::printf("compiled %s: %d kernels in %.1f ms\n", a.model.c_str(), p.model->num_kernels(), p.model->compile_ms());
+  auto t0 = std::chrono::steady_clock::now();
+  auto outs = p.model->run(p.inputs);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("ran in %.3f ms (%d thread%s)\noutputs:\n", ms, p.opts.threads, p.opts.threads > 1 ? "s" : "");
+  for (size_t i = 0; i < outs.size(); ++i) summarize(p.model->outputs()[i], outs[i]);
+  if (a.has("save-outputs")) {
+    std::string dir = a.get("save-outputs");
+    fs::create_directories(dir);
+    for (size_t i = 0; i < outs.size(); ++i)
+      save_tensor(dir + "/output_" + std::to_string(i) + ".pb", outs[i], p.model->outputs()[i].name);
+    std::printf("saved %zu outputs to %s\n", outs.size(), dir.c_str());
+  }
+  return 0;
+}
+
+int cmd_bench(int argc, char** argv) {
+  auto flags = kCompileFlags;
+  flags["iters"] = true;
+  flags["warmup"] = true;
+  flags["json"] = false;
+  Args a = parse(argc, argv, flags);
+  if (a.has("help")) { std::cout << kBenchHelp; return 0; }
+  int iters = a.get_int("iters", 20, 1), warmup = a.get_int("warmup", 3, 0);
+  Prepared p = prepare(a);
+  for (int i = 0; i < warmup; ++i) p.model->run(p.inputs);
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    p.model->run(p.inputs);
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::vector<double> s = t;
+  std::sort(s.begin(), s.end());
+  double median = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
+  double mean = 0;
+  for (double v : t) mean += v / double(t.size());
+  if (a.has("json")) {
+    std::printf("{\"model\": \"%s\", \"compile_ms\": %.3f, \"median_ms\": %.4f, \"min_ms\": %.4f, \"mean_ms\": %.4f, "
+                "\"max_ms\": %.4f, \"iters\": %d, \"warmup\": %d, \"threads\": %d, \"kernels\": %d}\n",
+                a.model.c_str(), p.model->compile_ms(), median, s.front(), mean, s.back(), iters, warmup,
+                p.opts.threads, p.model->num_kernels());
+  } else {
+    std::printf("%s: compile %.1f ms, %d kernels\n", a.model.c_str(), p.model->compile_ms(), p.model->num_kernels());
+    std::printf("run (%d iters, %d warm-up, %d thread%s): median %.3f ms, min %.3f ms, mean %.3f ms, max %.3f ms\n",
+                iters, warmup, p.opts.threads, p.opts.threads > 1 ? "s" : "", median, s.front(), mean, s.back());
+  }
+  return 0;
+}
+
+int cmd_ops(int argc, char** argv) {
+  for (auto& n : supported_ops()) std::printf("%s\n", n.c_str());
+  return 0;
+}
+
+int cmd_info(int argc, char** argv) {
+  Args a = parse(argc, argv, {{"shape", true}, {"help", false}});
+  if (a.has("help")) { std::cout << kInfoHelp; return 0; }
+  if (a.model.empty()) fail("no model given (see kiln info --help)");
+  ModelSummary s = summarize_model(a.model, parse_shapes(a.flags.count("shape") ? a.flags.at("shape") : std::vector<std::string>{}));
+  std::printf("model: %s (opset %d)\ninputs:\n", a.model.c_str(), s.opset);
+  for (auto& i : s.inputs) std::printf("  %s: %s%s\n", i.name.c_str(), dtype_name(i.dtype), shape_str(i.shape).c_str());
+  std::printf("outputs:\n");
+  for (auto& o : s.outputs)
+    std::printf("  %s: %s%s\n", o.name.c_str(), o.shape.empty() && !s.typed ? "?" : dtype_name(o.dtype),
+                s.typed ? shape_str(o.shape).c_str() : "");
+  std::printf("operators (%lld nodes):\n", (long long)s.num_nodes);
+  for (auto& kv : s.op_counts) std::printf("  %-24s %lld\n", kv.first.c_str(), (long long)kv.second);
+  std::printf("parameters: %lld\n", (long long)s.parameters);
+  if (s.typed) std::printf("FLOPs (estimate): %.4g\n", s.flops);
+  else std::printf("FLOPs (estimate): unknown (%s)\n", s.type_error.c_str());
+  if (s.unsupported.empty()) std::printf("unsupported operators: none\n");
+  else {
+    std::printf("unsupported operators:\n");
+    for (auto& u : s.unsupported) std::printf("  %s\n", u.c_str());
+  }
+  return 0;
+}
+
+}  // namespace kiln::cli
