@@ -95,7 +95,15 @@ class Emitter {
     switch (t) {
       case DType::Bool: return b_.CreateZExt(v, b_.getInt8Ty());
       case DType::F16: return b_.CreateBitCast(b_.CreateFPTrunc(v, b_.getHalfTy()), b_.getInt16Ty());
-      case DType::BF16: return b_.CreateBitCast(b_.CreateFPTrunc(v, b_.getBFloatTy()), b_.getInt16Ty());
+      case DType::BF16: {
+        // Round to nearest even in integer arithmetic (no bf16 libcall needed); NaN stays NaN.
+        auto* bits = b_.CreateBitCast(v, b_.getInt32Ty());
+        auto* lsb = b_.CreateAnd(b_.CreateLShr(bits, 16), b_.getInt32(1));
+        auto* rounded = b_.CreateAdd(bits, b_.CreateAdd(b_.getInt32(0x7fff), lsb));
+        auto* nan = b_.CreateOr(b_.CreateLShr(bits, 16), b_.getInt32(0x40));
+        auto* r = b_.CreateSelect(is_nan(v), nan, b_.CreateLShr(rounded, 16));
+        return b_.CreateTrunc(r, b_.getInt16Ty());
+      }
       default: return v;
     }
   }
@@ -103,7 +111,8 @@ class Emitter {
     switch (t) {
       case DType::Bool: return b_.CreateICmpNE(v, b_.getInt8(0));
       case DType::F16: return b_.CreateFPExt(b_.CreateBitCast(v, b_.getHalfTy()), b_.getFloatTy());
-      case DType::BF16: return b_.CreateFPExt(b_.CreateBitCast(v, b_.getBFloatTy()), b_.getFloatTy());
+      case DType::BF16:
+        return b_.CreateBitCast(b_.CreateShl(b_.CreateZExt(v, b_.getInt32Ty()), 16), b_.getFloatTy());
       default: return v;
     }
   }

@@ -14,6 +14,9 @@ const Registry& Registry::get() {
     register_shape_ops(reg);
     register_index_ops(reg);
     register_misc(reg);
+    register_softmax(reg);
+    register_rnn(reg);
+    register_resize(reg);
     return reg;
   }();
   return r;

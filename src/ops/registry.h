@@ -37,5 +37,8 @@ void register_norm(Registry& r);
 void register_shape_ops(Registry& r);
 void register_index_ops(Registry& r);
 void register_misc(Registry& r);
+void register_softmax(Registry& r);
+void register_rnn(Registry& r);
+void register_resize(Registry& r);
 
 }  // namespace kiln::ops

@@ -1,0 +1,8 @@
+#include "ops/common.h"
+#include "ops/registry.h"
+
+namespace kiln::ops {
+
+void register_resize(Registry& r) {}
+
+}  // namespace kiln::ops
