@@ -172,6 +172,28 @@ void register_elementwise(Registry& r) {
       return tir::select(tir::lt(v[0], c(v[0], 0)), v[0] * v[1], v[0]);
     }, ctx.out_name())};
   });
+  r.add("Clip", [](OpContext& ctx) -> std::vector<Tensor> {
+    const Tensor& x = ctx.input(0);
+    // Bounds are attributes before opset 11 and optional scalar inputs from 11 on.
+    auto bound = [&](int input, const char* attr, double def) -> Expr {
+      if (ctx.opset() < 11) return tir::make_const(x.dtype(), ctx.attr_float(attr, def));
+      if (!ctx.has_input(input)) return Expr();
+      const Tensor& b = ctx.input(input);
+      if (shape_numel(b.shape()) != 1) ctx.error("input ", input, " must be a scalar");
+      return b(std::vector<Expr>(b.ndim(), Expr(0)));
+    };
+    Expr lo = bound(1, "min", -INFINITY), hi = bound(2, "max", INFINITY);
+    return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
+      Expr v = x(i);
+      if (lo.defined()) v = tir::select(tir::lt(v, lo), lo, v);
+      if (hi.defined()) v = tir::select(tir::gt(v, hi), hi, v);
+      return v;
+    }, ctx.out_name())};
+  });
+  r.add("Shrink", unary_op([](Expr x, OpContext& ctx) {
+    Expr lambd = c(x, ctx.attr_float("lambd", 0.5)), bias = c(x, ctx.attr_float("bias", 0.0));
+    return tir::select(tir::lt(x, -lambd), x + bias, tir::select(tir::gt(x, lambd), x - bias, c(x, 0)));
+  }));
   r.add("Where", [](OpContext& ctx) -> std::vector<Tensor> {
     return {broadcast_compute(ctx, {ctx.input(0), ctx.input(1), ctx.input(2)}, [&](const std::vector<Expr>& v) {
       return tir::select(v[0], v[1], v[2]);

@@ -17,6 +17,9 @@ const Registry& Registry::get() {
     register_softmax(reg);
     register_rnn(reg);
     register_resize(reg);
+    register_loss(reg);
+    register_quant(reg);
+    register_signal(reg);
     return reg;
   }();
   return r;

@@ -40,5 +40,8 @@ void register_misc(Registry& r);
 void register_softmax(Registry& r);
 void register_rnn(Registry& r);
 void register_resize(Registry& r);
+void register_loss(Registry& r);
+void register_quant(Registry& r);
+void register_signal(Registry& r);
 
 }  // namespace kiln::ops
