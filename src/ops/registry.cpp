@@ -20,13 +20,18 @@ const Registry& Registry::get() {
     register_loss(reg);
     register_quant(reg);
     register_signal(reg);
+    register_host_ops(reg);
     return reg;
   }();
   return r;
 }
 
 void Registry::add(const std::string& op_type, Converter c, int min_opset) {
-  ops_[op_type] = OpInfo{std::move(c), min_opset};
+  ops_[op_type] = OpInfo{std::move(c), nullptr, min_opset};
+}
+
+void Registry::add_host(const std::string& op_type, HostConverter c) {
+  ops_[op_type] = OpInfo{nullptr, std::move(c), 1};
 }
 
 const OpInfo* Registry::find(const std::string& op_type) const {

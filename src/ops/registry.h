@@ -11,15 +11,30 @@ namespace kiln::ops {
 
 using Converter = std::function<std::vector<tir::Tensor>(OpContext&)>;
 
+// Host operators: the few ops that are not index computations (sorting, for instance) run as
+// C++ functions over whole tensors. They are kept apart from compiled ops (ops/host_ops.cpp).
+struct TensorView {
+  void* data;
+  DType dtype;
+  Shape shape;
+};
+struct HostPlan {
+  std::vector<graph::TensorType> outputs;
+  std::function<void(const std::vector<TensorView>& ins, const std::vector<TensorView>& outs)> run;
+};
+using HostConverter = std::function<HostPlan(OpContext&)>;
+
 struct OpInfo {
-  Converter convert;
-  int min_opset = 1;  // oldest version of the op this converter implements
+  Converter convert;     // compiled op (set for all but host ops)
+  HostConverter host;    // host op
+  int min_opset = 1;     // oldest version of the op this converter implements
 };
 
 class Registry {
  public:
   static const Registry& get();
   void add(const std::string& op_type, Converter c, int min_opset = 1);
+  void add_host(const std::string& op_type, HostConverter c);
   const OpInfo* find(const std::string& op_type) const;
   std::vector<std::string> names() const;
 
@@ -43,5 +58,6 @@ void register_resize(Registry& r);
 void register_loss(Registry& r);
 void register_quant(Registry& r);
 void register_signal(Registry& r);
+void register_host_ops(Registry& r);
 
 }  // namespace kiln::ops

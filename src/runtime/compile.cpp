@@ -30,7 +30,9 @@ std::string sanitize(const std::string& s) {
 bool is_builtin(const std::string& op) { return op == "Shape" || op == "Size" || op == "If"; }
 
 struct Kernel {
-  tir::PrimFunc func;
+  tir::PrimFunc func;              // compiled kernel, or
+  std::function<void(void**)> host;  // host operator
+
   std::string node_label;
   std::vector<std::string> args;  // value names, parameter order
 };
@@ -88,7 +90,8 @@ class Compiler {
     graph::Graph g = analyze(path);
     Model::Impl m;
     std::vector<tir::PrimFunc> funcs;
-    for (auto& k : kernels_) funcs.push_back(k.func);
+    for (auto& k : kernels_)
+      if (!k.host) funcs.push_back(k.func);
     if (opts_.dump_ir == "tir" || opts_.dump_ir == "all")
       for (auto& f : funcs) log_(tir::to_string(f));
     auto t = Clock::now();
@@ -221,6 +224,59 @@ class Compiler {
     return out;
   }
 
+  // A host operator: folded now when its inputs are constant, else a host step.
+  void add_host_op(graph::Graph& g, const graph::Node& n, const std::vector<tir::Tensor>& ins,
+                   const std::vector<const HostTensor*>& values, bool all_const, const ops::HostPlan& plan) {
+    std::vector<graph::TensorType> in_types;
+    std::vector<std::string> args;
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (ins[i].defined()) {
+        in_types.push_back({ins[i].dtype(), ins[i].shape()});
+        args.push_back(n.inputs[i]);
+      }
+    std::vector<graph::TensorType> out_types;
+    for (size_t i = 0; i < n.outputs.size(); ++i) {
+      if (n.outputs[i].empty()) continue;
+      if (i >= plan.outputs.size()) fail(g.source, ": ", n.label(), ": output ", i, " is not supported");
+      graph::Value& v = g.value(n.outputs[i]);
+      v.type = plan.outputs[i];
+      v.typed = true;
+    }
+    // The host function receives every declared output, so unused optional ones get scratch.
+    std::vector<std::string> outs;
+    for (size_t i = 0; i < plan.outputs.size(); ++i) {
+      std::string name = i < n.outputs.size() && !n.outputs[i].empty() ? n.outputs[i] : n.name + "/unused" + std::to_string(i);
+      if (!g.has_value(name)) g.values[name] = graph::Value{plan.outputs[i], true, nullptr};
+      outs.push_back(name);
+    }
+    auto run = plan.run;
+    auto out_plan = plan.outputs;
+    auto call = [run, in_types, out_plan](void** a) {
+      std::vector<ops::TensorView> iv, ov;
+      for (size_t i = 0; i < in_types.size(); ++i) iv.push_back({a[i], in_types[i].dtype, in_types[i].shape});
+      for (size_t i = 0; i < out_plan.size(); ++i) ov.push_back({a[in_types.size() + i], out_plan[i].dtype, out_plan[i].shape});
+      run(iv, ov);
+    };
+    if (all_const) {
+      std::vector<HostTensor> results;
+      std::vector<void*> a;
+      for (size_t i = 0; i < ins.size(); ++i)
+        if (ins[i].defined()) a.push_back(const_cast<void*>(values[i]->data()));
+      for (auto& t : out_plan) results.emplace_back(t.dtype, t.shape);
+      for (auto& r : results) a.push_back(r.data());
+      call(a.data());
+      for (size_t i = 0; i < outs.size(); ++i) set_constant(g, outs[i], std::move(results[i]));
+      return;
+    }
+    args.insert(args.end(), outs.begin(), outs.end());
+    Kernel k;
+    k.func.name = "host_" + sanitize(n.name);
+    k.host = call;
+    k.node_label = n.label();
+    k.args = args;
+    kernels_.push_back(std::move(k));
+  }
+
   graph::Graph sweep(graph::Graph g) {
     std::deque<graph::Node> work(g.nodes.begin(), g.nodes.end());
     std::vector<graph::Node> kept;
@@ -262,14 +318,23 @@ class Compiler {
       }
       ops::OpContext ctx(n, ins, values);
       std::vector<tir::Tensor> outs;
+      ops::HostPlan host;
       try {
-        outs = info->convert(ctx);
+        if (info->host) host = info->host(ctx);
+        else outs = info->convert(ctx);
       } catch (const InternalError& e) {
         fail(g.source, ": ", n.label(), ": ", e.what());
       } catch (const Error& e) {
         std::string msg = e.what();
         if (msg.rfind("node '", 0) == 0) fail(g.source, ": ", msg);
         fail(g.source, ": ", n.label(), ": ", msg);
+      }
+      if (info->host) {
+        for (size_t i = 0; i < ins.size(); ++i)
+          if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
+        add_host_op(g, n, ins, values, all_const, host);
+        if (!all_const) kept.push_back(std::move(n));
+        continue;
       }
       std::vector<tir::Tensor> used_outs;
       std::vector<std::string> out_names;
@@ -302,7 +367,7 @@ class Compiler {
       for (size_t i = 0; i < ins.size(); ++i)
         if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
-      kernels_.push_back({f, n.label(), arg_names});
+      kernels_.push_back({f, nullptr, n.label(), arg_names});
       kept.push_back(std::move(n));
     }
     g.nodes = std::move(kept);
@@ -346,7 +411,8 @@ class Compiler {
       Step st;
       st.kernel = k.func.name;
       st.node = k.node_label;
-      st.fn = m.lib->lookup(k.func.name);
+      if (k.host) st.host = k.host;
+      else st.fn = m.lib->lookup(k.func.name);
       for (auto& a : k.args) st.args.push_back(slot(a));
       m.steps.push_back(std::move(st));
     }

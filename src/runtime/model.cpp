@@ -73,7 +73,8 @@ std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const 
   for (auto& step : m.steps) {
     args.clear();
     for (int a : step.args) args.push_back(ptrs[a]);
-    step.fn(args.data());
+    if (step.fn) step.fn(args.data());
+    else step.host(args.data());
   }
   // Graph outputs that are not computed by a kernel (an input or a constant passed through).
   for (size_t o = 0; o < m.output_slots.size(); ++o) {

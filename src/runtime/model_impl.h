@@ -17,7 +17,8 @@ struct BufferSlot {
 };
 
 struct Step {
-  codegen::KernelFn fn = nullptr;
+  codegen::KernelFn fn = nullptr;          // generated kernel, or
+  std::function<void(void**)> host;        // host operator (ops/host_ops.cpp)
   std::string kernel;  // symbol name
   std::string node;    // node label, for errors and profiles
   std::vector<int> args;  // buffer slots, kernel parameter order
