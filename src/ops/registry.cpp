@@ -21,6 +21,7 @@ const Registry& Registry::get() {
     register_quant(reg);
     register_signal(reg);
     register_host_ops(reg);
+    register_sample(reg);
     return reg;
   }();
   return r;

@@ -59,5 +59,6 @@ void register_loss(Registry& r);
 void register_quant(Registry& r);
 void register_signal(Registry& r);
 void register_host_ops(Registry& r);
+void register_sample(Registry& r);
 
 }  // namespace kiln::ops
