@@ -95,7 +95,8 @@ std::string run_case(const fs::path& dir) {
     for (char& c : msg) if (c == '\n' || c == '\t') c = ' ';
     bool unsupported = msg.find("unsupported operator") != std::string::npos ||
                        msg.find("not supported") != std::string::npos ||
-                       msg.find("not a tensor") != std::string::npos;
+                       msg.find("not a tensor") != std::string::npos ||
+                       msg.find("does not support") != std::string::npos;
     return std::string(unsupported ? "unsupported" : "fail") + "\t" + msg;
   }
 }

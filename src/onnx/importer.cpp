@@ -209,8 +209,9 @@ graph::Graph import_bytes(const std::string& bytes, const std::string& source, c
   for (auto& o : model.opset_import())
     imp.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = int(o.version());
   if (!imp.opsets.count("")) imp.opsets[""] = 1;
+  // Opsets before 7 are accepted too: converters handle the differences they know (legacy
+  // broadcasting, consumed_inputs); anything else they refuse with a clear error.
   int opset = imp.opsets[""];
-  if (opset < 7) fail(source, ": opset ", opset, " is not supported (kiln supports opset 7 and newer)");
 
   // ONNX's own checks. The linked library knows opsets up to 17; a newer model is checked
   // by kiln's converters alone.

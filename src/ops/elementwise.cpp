@@ -11,12 +11,26 @@ namespace {
 using tir::BinOp;
 using tir::UnOp;
 
+// Before opset 7, binary ops broadcast only with broadcast=1, aligning B to A at `axis`.
+Tensor legacy_broadcast(OpContext& ctx, const Tensor& a, const Tensor& b, const std::function<Expr(Expr, Expr)>& f) {
+  int64_t axis = ctx.has_attr("axis") ? ctx.axis(ctx.attr_int("axis", 0), a.ndim()) : a.ndim() - b.ndim();
+  if (axis < 0 || axis + b.ndim() > a.ndim()) ctx.error("legacy broadcast: B does not fit A at axis ", axis);
+  for (int j = 0; j < b.ndim(); ++j)
+    if (b.dim(j) != 1 && b.dim(j) != a.dim(axis + j)) ctx.error("legacy broadcast: dimension mismatch");
+  return tir::compute(a.shape(), [&](const std::vector<Var>& i) {
+    std::vector<Expr> bi;
+    for (int j = 0; j < b.ndim(); ++j) bi.push_back(b.dim(j) == 1 ? Expr(0) : Expr(i[axis + j]));
+    return f(a(i), b(bi));
+  }, ctx.out_name());
+}
+
 Converter binary_op(const std::function<Expr(Expr, Expr)>& f) {
   return [f](OpContext& ctx) -> std::vector<Tensor> {
     const Tensor& a = ctx.input(0);
     const Tensor& b = ctx.input(1);
     if (a.dtype() != b.dtype())
       ctx.error("inputs have different types: ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
+    if (ctx.opset() < 7 && ctx.attr_int("broadcast", 0)) return {legacy_broadcast(ctx, a, b, f)};
     return {broadcast_compute(ctx, {a, b}, [&](const std::vector<Expr>& v) { return f(v[0], v[1]); }, ctx.out_name())};
   };
 }
@@ -168,6 +182,13 @@ void register_elementwise(Registry& r) {
   r.add("PRelu", [](OpContext& ctx) -> std::vector<Tensor> {
     const Tensor& x = ctx.input(0);
     Tensor slope = ctx.input(1);
+    if (ctx.opset() < 7 && slope.ndim() == 1 && x.ndim() >= 2 && slope.dim(0) == x.dim(1) && slope.dim(0) != 1) {
+      // Before opset 7 a 1-D slope holds one value per channel (axis 1).
+      return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
+        Expr v = x(i);
+        return tir::select(tir::lt(v, c(v, 0)), v * slope(i[1]), v);
+      }, ctx.out_name())};
+    }
     return {broadcast_compute(ctx, {x, slope}, [&](const std::vector<Expr>& v) {
       return tir::select(tir::lt(v[0], c(v[0], 0)), v[0] * v[1], v[0]);
     }, ctx.out_name())};
