@@ -11,6 +11,7 @@
 #include "ops/registry.h"
 #include "runtime/compiler.h"
 #include "runtime/model_impl.h"
+#include "runtime/sequences.h"
 #include "tir/lower.h"
 
 namespace kiln {
@@ -27,7 +28,9 @@ std::string sanitize(const std::string& s) {
 }
 
 // Ops the sweep handles itself instead of through the registry.
-bool is_builtin(const std::string& op) { return op == "Shape" || op == "Size" || op == "If"; }
+bool is_builtin(const std::string& op) {
+  return op == "Shape" || op == "Size" || op == "If" || SequenceLowering::is_sequence_op(op);
+}
 
 struct Kernel {
   tir::PrimFunc func;              // compiled kernel, or
@@ -280,13 +283,23 @@ class Compiler {
   graph::Graph sweep(graph::Graph g) {
     std::deque<graph::Node> work(g.nodes.begin(), g.nodes.end());
     std::vector<graph::Node> kept;
+    SequenceLowering sequences;
     int index = 0;
     while (!work.empty()) {
       graph::Node n = std::move(work.front());
       work.pop_front();
       for (auto& in : n.inputs)
-        if (!in.empty() && (!g.has_value(in) || !g.value(in).typed))
+        if (!in.empty() && !sequences.is_sequence(in) && (!g.has_value(in) || !g.value(in).typed))
           fail(g.source, ": ", n.label(), ": input '", in, "' has no known type");
+      if (SequenceLowering::is_sequence_op(n.op_type) && n.domain.empty()) {
+        sequences.lower(n, g, work, [&](const std::string& name) {
+          bool sp = false;
+          const HostTensor* v = known_value(g, name, &sp);
+          if (sp) specialized_.insert(name);
+          return v;
+        });
+        continue;
+      }
       if (n.op_type == "Shape" || n.op_type == "Size") {
         fold_builtin(g, n);
         continue;
