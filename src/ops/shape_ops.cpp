@@ -27,11 +27,13 @@ Expr linear_index(const Exprs& idx, const Shape& shape) {
   for (size_t d = 0; d < shape.size(); ++d) off = off * Expr(shape[d]) + idx[d];
   return off;
 }
+// `linear` is assumed in range, so the outermost index needs no modulo.
 Exprs unravel_index(const Expr& linear, const Shape& shape) {
   Exprs idx(shape.size());
   int64_t stride = 1;
   for (size_t d = shape.size(); d-- > 0;) {
-    idx[d] = shape[d] == 1 ? Expr(0) : floormod(floordiv(linear, Expr(stride)), Expr(shape[d]));
+    Expr q = stride == 1 ? linear : floordiv(linear, Expr(stride));
+    idx[d] = shape[d] == 1 ? Expr(0) : d == 0 ? q : floormod(q, Expr(shape[d]));
     stride *= shape[d];
   }
   return idx;
@@ -41,8 +43,15 @@ Exprs unravel_index(const Expr& linear, const Shape& shape) {
 Tensor reshape_to(const OpContext& ctx, const Tensor& x, const Shape& shape, const std::string& name) {
   if (shape_numel(shape) != shape_numel(x.shape()))
     ctx.error("cannot reshape ", shape_str(x.shape()), " to ", shape_str(shape));
+  // Leading axes that keep their extent map one to one; only the rest are linearized.
+  size_t same = 0;
+  while (same < shape.size() && same < x.shape().size() && shape[same] == x.dim(int(same))) ++same;
+  Shape out_rest(shape.begin() + same, shape.end()), in_rest(x.shape().begin() + same, x.shape().end());
   return tir::compute(shape, [&](const std::vector<Var>& i) {
-    return x(unravel_index(linear_index(as_exprs(i), shape), x.shape()));
+    Exprs idx(i.begin(), i.begin() + same);
+    Exprs rest = unravel_index(linear_index(Exprs(i.begin() + same, i.end()), out_rest), in_rest);
+    idx.insert(idx.end(), rest.begin(), rest.end());
+    return x(idx);
   }, name);
 }
 Tensor reshape_to(const OpContext& ctx, const Tensor& x, const Shape& shape) {
