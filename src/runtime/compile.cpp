@@ -84,6 +84,10 @@ class Compiler {
         fail(path, ": a value is given for '", kv.first, "', which is not a graph input");
     g = pass("fold", [&] { return sweep(std::move(g)); });
     g = pass("dce", [&] { return graph::eliminate_dead_code(std::move(g)); });
+    // Kernels of nodes that dead-code elimination removed are dropped too.
+    std::set<std::string> live;
+    for (auto& n : g.nodes) live.insert(n.label());
+    std::erase_if(kernels_, [&](const Kernel& k) { return !live.count(k.node_label); });
     dump_graph("final", g);
     return g;
   }
@@ -305,13 +309,14 @@ class Compiler {
         continue;
       }
       std::vector<const HostTensor*> values;
-      bool all_const = !n.inputs.empty();
+      bool all_const = !n.inputs.empty(), all_known = all_const;
       std::vector<bool> spec;
       for (auto& in : n.inputs) {
         bool sp = false;
         values.push_back(known_value(g, in, &sp));
         spec.push_back(sp);
         if (!in.empty() && (!values.back() || sp)) all_const = false;
+        if (!in.empty() && !values.back()) all_known = false;
       }
       if (n.op_type == "If") {
         if (!values.at(0))
@@ -372,7 +377,13 @@ class Compiler {
         }
       std::string kname = "k" + std::to_string(index++) + "_" + sanitize(n.name).substr(0, 48);
       tir::PrimFunc f = tir::lower(kname, params, used_outs);
-      if (all_const) {
+      // Small integer results computed from inputs the model is specialized on are shape
+      // arithmetic (sizes, counts, indices): fold them too, so later shapes are known.
+      bool shape_like = all_known && !used_outs.empty();
+      for (auto& o : used_outs) shape_like &= dtype_is_int(o.dtype()) && shape_numel(o.shape()) <= 64;
+      if (all_const || shape_like) {
+        for (size_t i = 0; i < ins.size(); ++i)
+          if (spec[i]) specialized_.insert(n.inputs[i]);
         auto results = evaluate(f, const_args, used_outs);
         for (size_t i = 0; i < out_names.size(); ++i) set_constant(g, out_names[i], std::move(results[i]));
         continue;
