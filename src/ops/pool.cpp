@@ -161,72 +161,98 @@ Tensor lp_norm(const OpContext& ctx, const Tensor& x, const Window& w) {
 
 // ---- MaxUnpool ------------------------------------------------------------------------------
 
-// MaxUnpool(x, indices, output_shape?): y is zero except y.flat[indices[j]] = x[j]. Written as
-// a gather: output position p can only come from the pooled positions whose window covers p,
-// at most ceil(kernel / stride) per dimension; the one whose index is p is taken.
+// MaxUnpool(x, indices, output_shape?): y is zero except y.flat[indices[j]] = x[j], the flat
+// indices addressing the pooling input shape that kernel, strides and pads imply; a larger
+// output_shape extends that with zeros at the end of each axis (as onnx's reference does).
+// Written as a gather: position p can only receive a value from the pooled positions whose
+// window covers p, at most ceil(kernel / stride) per axis, so each output element tests those
+// candidates' indices rather than scattering (this assumes the indices come from a MaxPool
+// with the same kernel, strides and pads, which is what the operator is defined for).
+struct Unpool {
+  std::vector<int64_t> kernel, strides, pads;
+  Shape inferred;                 // N, C and the pooling input's spatial extents
+  std::vector<int64_t> reach;     // candidates per axis: ceil(kernel / stride)
+  int rank() const { return int(kernel.size()); }
+  // Pooled coordinate of candidate r for output coordinate p along axis d.
+  Expr pooled(int d, const Expr& p, const Expr& r) const { return floordiv(p + pads[d], strides[d]) - r; }
+};
+
+Unpool unpool_geometry(const OpContext& ctx, const Tensor& x) {
+  int rank = x.ndim() - 2;
+  Unpool u;
+  u.kernel = ctx.attr_ints("kernel_shape");
+  u.strides = ctx.attr_ints("strides", std::vector<int64_t>(rank, 1));
+  u.pads = ctx.attr_ints("pads", std::vector<int64_t>(2 * rank, 0));
+  if (int(u.kernel.size()) != rank || int(u.strides.size()) != rank || int(u.pads.size()) != 2 * rank)
+    ctx.error("kernel_shape, strides and pads must match the ", rank, " spatial axes");
+  u.inferred = {x.dim(0), x.dim(1)};
+  for (int d = 0; d < rank; ++d) {
+    u.inferred.push_back((x.dim(2 + d) - 1) * u.strides[d] + u.kernel[d] - u.pads[d] - u.pads[rank + d]);
+    u.reach.push_back((u.kernel[d] + u.strides[d] - 1) / u.strides[d]);
+  }
+  return u;
+}
+
 std::vector<Tensor> max_unpool(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& indices = ctx.input(1);
   check_pool_input(ctx, x);
   if (indices.shape() != x.shape()) ctx.error("indices must have the shape of the input");
-  int rank = x.ndim() - 2;
-  std::vector<int64_t> kernel = ctx.attr_ints("kernel_shape");
-  if (int(kernel.size()) != rank) ctx.error("kernel_shape must have one extent per spatial axis");
-  std::vector<int64_t> strides = ctx.attr_ints("strides", std::vector<int64_t>(rank, 1));
-  std::vector<int64_t> pads = ctx.attr_ints("pads", std::vector<int64_t>(2 * rank, 0));
-  if (int(strides.size()) != rank || int(pads.size()) != 2 * rank) ctx.error("strides/pads do not match the kernel rank");
-  Shape out{x.dim(0), x.dim(1)};
-  for (int d = 0; d < rank; ++d) out.push_back((x.dim(2 + d) - 1) * strides[d] + kernel[d] - pads[d] - pads[rank + d]);
+  Unpool u = unpool_geometry(ctx, x);
+  int rank = u.rank();
+  Shape out = u.inferred;
   if (ctx.has_input(2)) {
-    std::vector<int64_t> shape = ctx.required_ints(2, "output_shape");
-    if (int(shape.size()) != x.ndim()) ctx.error("output_shape must have rank ", x.ndim());
-    for (int d = 0; d < 2; ++d)
-      if (shape[d] != out[d]) ctx.error("output_shape must keep the batch and channel extents");
-    out = shape;
+    out = ctx.required_ints(2, "output_shape");
+    if (out.size() != u.inferred.size()) ctx.error("output_shape must have rank ", x.ndim());
+    for (size_t d = 0; d < out.size(); ++d)
+      if (out[d] < u.inferred[d] || (d < 2 && out[d] != u.inferred[d]))
+        ctx.error("output_shape ", shape_str(out), " is smaller than the unpooled shape ", shape_str(u.inferred));
   }
-  int64_t plane = shape_numel(Shape(out.begin() + 2, out.end()));
-
-  // For each candidate (r per dimension): pooled coordinate q = floor((p + pad) / stride) - r.
-  std::vector<int64_t> candidates(rank);
-  for (int d = 0; d < rank; ++d) candidates[d] = (kernel[d] + strides[d] - 1) / strides[d];
-  auto candidate = [&](const std::vector<Var>& i, const std::vector<tir::IterVar>& r, std::vector<Expr>* q) {
-    Expr ok, flat = 0;
+  int64_t plane = shape_numel(Shape(u.inferred.begin() + 2, u.inferred.end()));
+  // x index of candidate r (clamped into bounds) and whether it is a real pooled position.
+  auto candidate = [&](const std::vector<Var>& p, const std::vector<Expr>& r, Expr* valid) {
+    std::vector<Expr> xi{p[0], p[1]};
     for (int d = 0; d < rank; ++d) {
-      Expr qd = floordiv(i[2 + d] + pads[d], strides[d]) - r[d].var;
-      Expr in = tir::ge(qd, 0) && tir::lt(qd, x.dim(2 + d));
-      ok = ok.defined() ? (ok && in) : in;
-      q->push_back(tir::max(0, tir::min(x.dim(2 + d) - 1, qd)));
-      flat = flat * out[2 + d] + i[2 + d];
+      Expr q = u.pooled(d, p[2 + d], r[d]);
+      Expr in = tir::ge(q, 0) && tir::lt(q, x.dim(2 + d));
+      *valid = valid->defined() ? (*valid && in) : in;
+      xi.push_back(tir::max(0, tir::min(x.dim(2 + d) - 1, q)));
     }
-    Expr target = (Expr(i[0]) * out[1] + i[1]) * plane + flat;
-    std::vector<Expr> xi{i[0], i[1]};
-    xi.insert(xi.end(), q->begin(), q->end());
-    return ok && tir::eq(cast_if_needed(DType::I64, indices(xi)), target);
+    return xi;
   };
-  // Which candidate (row-major number, or -1) holds the value of position p.
-  Tensor source = tir::compute(out, [&](const std::vector<Var>& i) {
+
+  // Number (row-major over the candidates) of the candidate whose index is p, or -1.
+  Tensor source = tir::compute(u.inferred, [&](const std::vector<Var>& p) {
     std::vector<tir::IterVar> r;
-    for (int d = 0; d < rank; ++d) r.push_back(tir::reduce_axis(candidates[d], ctx.out_name() + "_rc" + std::to_string(d)));
-    std::vector<Expr> q;
-    Expr hit = candidate(i, r, &q);
-    Expr number = 0;
-    for (int d = 0; d < rank; ++d) number = number * candidates[d] + r[d].var;
+    for (int d = 0; d < rank; ++d) r.push_back(tir::reduce_axis(u.reach[d], ctx.out_name() + "_rc" + std::to_string(d)));
+    Expr valid, flat = 0, number = 0;
+    std::vector<Expr> xi = candidate(p, axis_vars(r), &valid);
+    for (int d = 0; d < rank; ++d) {
+      flat = flat * u.inferred[2 + d] + p[2 + d];
+      number = number * u.reach[d] + r[d].var;
+    }
+    Expr target = (Expr(p[0]) * u.inferred[1] + p[1]) * plane + flat;
+    Expr hit = valid && tir::eq(cast_if_needed(DType::I64, indices(xi)), target);
     return tir::reduce_max(tir::select(hit, number, Expr(-1)), r);
   }, ctx.out_name() + "_src");
-  return {tir::compute(out, [&](const std::vector<Var>& i) {
-    Expr s = source(i);
-    std::vector<Expr> xi{i[0], i[1]};
-    Expr rest = tir::max(s, 0);
-    std::vector<Expr> r(rank);
-    for (int d = rank - 1; d >= 0; --d) {
-      r[d] = floormod(rest, candidates[d]);
-      rest = floordiv(rest, candidates[d]);
-    }
+
+  return {tir::compute(out, [&](const std::vector<Var>& p) {
+    Expr inside = tir::make_int(1, DType::Bool);
+    std::vector<Expr> sp{p[0], p[1]};
     for (int d = 0; d < rank; ++d) {
-      Expr qd = floordiv(i[2 + d] + pads[d], strides[d]) - r[d];
-      xi.push_back(tir::max(0, tir::min(x.dim(2 + d) - 1, qd)));
+      if (out[2 + d] > u.inferred[2 + d]) inside = inside && tir::lt(p[2 + d], u.inferred[2 + d]);
+      sp.push_back(tir::min(Expr(p[2 + d]), u.inferred[2 + d] - 1));
     }
-    return tir::select(tir::ge(s, 0), x(xi), tir::make_const(x.dtype(), 0));
+    Expr s = source(sp);
+    std::vector<Expr> r(rank);
+    Expr rest = tir::max(s, 0);
+    for (int d = rank - 1; d >= 0; --d) {
+      r[d] = floormod(rest, u.reach[d]);
+      rest = floordiv(rest, u.reach[d]);
+    }
+    Expr valid;
+    std::vector<Expr> xi = candidate(p, r, &valid);
+    return tir::select(inside && tir::ge(s, 0), x(xi), tir::make_const(x.dtype(), 0));
   }, ctx.out_name())};
 }
 
