@@ -56,8 +56,6 @@ std::vector<int64_t> kernel_extents(const OpContext& ctx, const Tensor& w) {
   return k;
 }
 
-Shape spatial(const Tensor& t) { return Shape(t.shape().begin() + 2, t.shape().end()); }
-
 void check_ranks(const OpContext& ctx, const Tensor& x, const Tensor& w) {
   if (x.ndim() < 3 || w.ndim() != x.ndim())
     ctx.error("input ", shape_str(x.shape()), " and weights ", shape_str(w.shape()), " must both be N, C, D1.. with the same rank");
@@ -101,7 +99,7 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
   int64_t group = group_count(ctx, x.dim(1), out_channels);
   if (x.dim(1) != group_channels * group)
     ctx.error("weights ", shape_str(w.shape()), " expect ", group_channels * group, " input channels, got ", x.dim(1));
-  Window win = sliding_window(ctx, spatial(x), kernel_extents(ctx, w));
+  Window win = sliding_window(ctx, spatial_shape(x), kernel_extents(ctx, w));
   Shape out{x.dim(0), out_channels};
   out.insert(out.end(), win.out.begin(), win.out.end());
   int64_t out_per_group = out_channels / group;
@@ -125,13 +123,11 @@ struct TransposeWindow {
 
 TransposeWindow transpose_window(const OpContext& ctx, const Shape& in, const std::vector<int64_t>& kernel) {
   size_t n = in.size();
-  auto per_dim = [&](const char* attr, size_t count, int64_t def) {
-    std::vector<int64_t> v = ctx.attr_ints(attr, std::vector<int64_t>(count, def));
-    if (v.size() != count) ctx.error("attribute '", attr, "' has ", v.size(), " values, expected ", count);
-    return v;
-  };
-  TransposeWindow tw{per_dim("strides", n, 1), per_dim("dilations", n, 1), std::vector<int64_t>(n, 0), Shape(n)};
-  std::vector<int64_t> output_padding = per_dim("output_padding", n, 0);
+  TransposeWindow tw{spatial_attr(ctx, "strides", n, 1), spatial_attr(ctx, "dilations", n, 1),
+                     std::vector<int64_t>(n, 0), Shape(n)};
+  std::vector<int64_t> output_padding = spatial_attr(ctx, "output_padding", n, 0);
+  for (size_t d = 0; d < n; ++d)
+    if (tw.strides[d] < 1 || tw.dilations[d] < 1) ctx.error("strides and dilations must be positive");
   std::string auto_pad = ctx.attr_string("auto_pad", "NOTSET");
   std::vector<int64_t> full(n);  // extent with no padding removed
   for (size_t d = 0; d < n; ++d)
@@ -154,7 +150,7 @@ TransposeWindow transpose_window(const OpContext& ctx, const Shape& in, const st
     return tw;
   }
   std::vector<int64_t> pads(2 * n, 0);
-  if (auto_pad == "NOTSET" || auto_pad.empty()) pads = per_dim("pads", 2 * n, 0);
+  if (auto_pad == "NOTSET" || auto_pad.empty()) pads = spatial_attr(ctx, "pads", 2 * n, 0);
   else if (auto_pad != "VALID") ctx.error("auto_pad '", auto_pad, "' is not supported");
   for (size_t d = 0; d < n; ++d) {
     tw.pad_begin[d] = pads[d];
@@ -175,7 +171,7 @@ Tensor conv_transpose_sum(OpContext& ctx, const Tensor& x, const Tensor& w, cons
   int64_t group = ctx.attr_int("group", 1);
   if (group < 1 || in_channels % group) ctx.error("group ", group, " does not divide ", in_channels, " input channels");
   int64_t group_channels = in_channels / group;
-  Shape in = spatial(x);
+  Shape in = spatial_shape(x);
   std::vector<int64_t> kernel = kernel_extents(ctx, w);
   TransposeWindow tw = transpose_window(ctx, in, kernel);
   Shape out{x.dim(0), out_per_group * group};

@@ -19,13 +19,15 @@ std::vector<Expr> axis_vars(const std::vector<tir::IterVar>& axes) {
   return v;
 }
 
-namespace {
+Shape spatial_shape(const Tensor& t) { return Shape(t.shape().begin() + 2, t.shape().end()); }
 
-std::vector<int64_t> per_dim_attr(const OpContext& ctx, const char* name, size_t n, int64_t def) {
-  std::vector<int64_t> v = ctx.attr_ints(name, std::vector<int64_t>(n, def));
-  if (v.size() != n) ctx.error("attribute '", name, "' has ", v.size(), " values, expected ", n);
+std::vector<int64_t> spatial_attr(const OpContext& ctx, const char* name, size_t count, int64_t def) {
+  std::vector<int64_t> v = ctx.attr_ints(name, std::vector<int64_t>(count, def));
+  if (v.size() != count) ctx.error("attribute '", name, "' has ", v.size(), " values, expected ", count);
   return v;
 }
+
+namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -38,8 +40,8 @@ Window sliding_window(const OpContext& ctx, const Shape& in_spatial, const std::
   w.in = in_spatial;
   w.kernel = kernel;
   if (kernel.size() != n) ctx.error("kernel has ", kernel.size(), " dimensions, the input ", n, " spatial ones");
-  w.strides = per_dim_attr(ctx, "strides", n, 1);
-  w.dilations = per_dim_attr(ctx, "dilations", n, 1);
+  w.strides = spatial_attr(ctx, "strides", n, 1);
+  w.dilations = spatial_attr(ctx, "dilations", n, 1);
   for (size_t d = 0; d < n; ++d)
     if (w.strides[d] < 1 || w.dilations[d] < 1 || kernel[d] < 1) ctx.error("kernel, strides and dilations must be positive");
   std::string auto_pad = ctx.attr_string("auto_pad", "NOTSET");
@@ -60,7 +62,7 @@ Window sliding_window(const OpContext& ctx, const Shape& in_spatial, const std::
     w.pad_begin.assign(n, 0);
     w.pad_end.assign(n, 0);
   } else if (auto_pad == "NOTSET" || auto_pad.empty()) {
-    std::vector<int64_t> pads = per_dim_attr(ctx, "pads", 2 * n, 0);
+    std::vector<int64_t> pads = spatial_attr(ctx, "pads", 2 * n, 0);
     w.pad_begin.assign(pads.begin(), pads.begin() + n);
     w.pad_end.assign(pads.begin() + n, pads.end());
   } else {

@@ -14,6 +14,11 @@ Expr cast_if_needed(DType t, const Expr& e);
 // Stage casting `acc` to `t`, or `acc` itself when it already has that type.
 Tensor cast_stage(const Tensor& acc, DType t, const std::string& name);
 
+// Spatial extents D1..Dn of an N, C, D1..Dn tensor.
+Shape spatial_shape(const Tensor& t);
+// Per-spatial-axis int attribute `name` with `count` values (`def` for each when absent).
+std::vector<int64_t> spatial_attr(const OpContext& ctx, const char* name, size_t count, int64_t def);
+
 // The variables of reduce axes, as index expressions.
 std::vector<Expr> axis_vars(const std::vector<tir::IterVar>& axes);
 

@@ -15,12 +15,10 @@ void check_pool_input(const OpContext& ctx, const Tensor& x) {
   if (x.ndim() < 3) ctx.error("input must be N, C, D1.. (rank >= 3), got ", shape_str(x.shape()));
 }
 
-Shape spatial(const Tensor& t) { return Shape(t.shape().begin() + 2, t.shape().end()); }
-
 Window pool_window(const OpContext& ctx, const Tensor& x) {
   check_pool_input(ctx, x);
   if (!ctx.has_attr("kernel_shape")) ctx.error("attribute 'kernel_shape' is required");
-  return sliding_window(ctx, spatial(x), ctx.attr_ints("kernel_shape"), ctx.attr_int("ceil_mode", 0) != 0);
+  return sliding_window(ctx, spatial_shape(x), ctx.attr_ints("kernel_shape"), ctx.attr_int("ceil_mode", 0) != 0);
 }
 
 // The window of a Global* pool: the whole spatial extent, one output position.
@@ -28,7 +26,7 @@ Window global_window(const OpContext& ctx, const Tensor& x) {
   check_pool_input(ctx, x);
   size_t n = size_t(x.ndim() - 2);
   Window w;
-  w.in = w.kernel = spatial(x);
+  w.in = w.kernel = spatial_shape(x);
   w.strides = w.dilations = w.out = std::vector<int64_t>(n, 1);
   w.pad_begin = w.pad_end = std::vector<int64_t>(n, 0);
   return w;
