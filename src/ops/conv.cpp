@@ -73,10 +73,10 @@ struct ConvAxes {
   }
 };
 
-ConvAxes conv_axes(int64_t channels, const std::vector<int64_t>& kernel, const std::string& name) {
+ConvAxes conv_axes(int64_t channels, const std::vector<int64_t>& window, const std::string& name) {
   ConvAxes axes{tir::reduce_axis(channels, name + "_rc"), {}};
-  for (size_t d = 0; d < kernel.size(); ++d)
-    axes.kernel.push_back(tir::reduce_axis(kernel[d], name + "_rk" + std::to_string(d)));
+  for (size_t d = 0; d < window.size(); ++d)
+    axes.kernel.push_back(tir::reduce_axis(window[d], name + "_rk" + std::to_string(d)));
   return axes;
 }
 
@@ -85,9 +85,9 @@ Expr reduction(const ConvTerms& terms, Expr summand, const ConvAxes& axes, const
                      terms.init ? terms.init(m) : tir::make_const(terms.acc, 0));
 }
 
-std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const ConvAxes& axes) {
+std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const std::vector<Expr>& taps) {
   std::vector<Expr> idx{std::move(out_channel), std::move(in_channel)};
-  for (auto& k : axes.kernel) idx.push_back(k.var);
+  idx.insert(idx.end(), taps.begin(), taps.end());
   return idx;
 }
 
@@ -108,9 +108,10 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
     Expr m = i[1];
     Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
     std::vector<Expr> o(i.begin() + 2, i.end());
-    Expr xv = window_read(x, i[0], c, win, o, axes.kernel_exprs(), [&](Expr e) { return terms.x_value(e, c); },
+    std::vector<Expr> taps = axes.kernel_exprs();
+    Expr xv = window_read(x, i[0], c, win, o, taps, [&](Expr e) { return terms.x_value(e, c); },
                           tir::make_const(terms.acc, 0));
-    Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, axes)), m);
+    Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, taps)), m);
     return reduction(terms, xv * wv, axes, m);
   }, name);
 }
@@ -161,8 +162,10 @@ TransposeWindow transpose_window(const OpContext& ctx, const Shape& in, const st
 }
 
 // Gather form of the transposed convolution: y[n, m, o] = init(m) + sum_{c, k} x[n, g*Cg + c, q]
-// * w[g*Cg + c, m mod Mg, k] over the k where t = o + pad - k*dilation is a multiple of the
-// stride and q = t / stride is inside the input.
+// * w[g*Cg + c, m mod Mg, k] over the taps k where t = o + pad - k*dilation is a multiple of the
+// stride and q = t / stride is inside the input. Along an axis with stride s > 1 and no
+// dilation only every s-th tap qualifies, k = (o + pad) mod s + s*j, so that axis reduces over
+// j < ceil(K / s) rather than testing all K taps.
 Tensor conv_transpose_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms,
                           const std::string& name) {
   check_ranks(ctx, x, w);
@@ -174,25 +177,46 @@ Tensor conv_transpose_sum(OpContext& ctx, const Tensor& x, const Tensor& w, cons
   Shape in = spatial_shape(x);
   std::vector<int64_t> kernel = kernel_extents(ctx, w);
   TransposeWindow tw = transpose_window(ctx, in, kernel);
+  size_t n = in.size();
+  std::vector<bool> phased(n);
+  std::vector<int64_t> extents(n);
+  for (size_t d = 0; d < n; ++d) {
+    phased[d] = tw.strides[d] > 1 && tw.dilations[d] == 1;
+    extents[d] = phased[d] ? (kernel[d] + tw.strides[d] - 1) / tw.strides[d] : kernel[d];
+  }
   Shape out{x.dim(0), out_per_group * group};
   out.insert(out.end(), tw.out.begin(), tw.out.end());
   return tir::compute(out, [&](const std::vector<Var>& i) {
-    ConvAxes axes = conv_axes(group_channels, kernel, name);
+    ConvAxes axes = conv_axes(group_channels, extents, name);
     Expr m = i[1];
     Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
     Expr m_in_group = group == 1 ? m : floormod(m, out_per_group);
-    std::vector<Expr> xi{i[0], c};
+    std::vector<Expr> xi{i[0], c}, taps;
     Expr inside;
-    for (size_t d = 0; d < in.size(); ++d) {
-      Expr t = i[2 + d] + tw.pad_begin[d] - axes.kernel[d].var * tw.dilations[d];
-      Expr q = tw.strides[d] == 1 ? t : floordiv(t, tw.strides[d]);
-      Expr ok = tir::ge(t, 0) && tir::lt(q, in[d]);
-      if (tw.strides[d] != 1) ok = ok && tir::eq(floormod(t, tw.strides[d]), 0);
+    for (size_t d = 0; d < n; ++d) {
+      Expr shifted = i[2 + d] + tw.pad_begin[d];
+      Expr j = axes.kernel[d].var, tap = j, q, ok;
+      int64_t s = tw.strides[d];
+      if (phased[d]) {
+        tap = floormod(shifted, s) + j * s;
+        q = floordiv(shifted, s) - j;
+        ok = tir::ge(q, 0) && tir::lt(q, in[d]);
+        if (kernel[d] % s) {
+          ok = ok && tir::lt(tap, kernel[d]);
+          tap = tir::min(tap, kernel[d] - 1);
+        }
+      } else {
+        Expr t = shifted - j * tw.dilations[d];
+        q = s == 1 ? t : floordiv(t, s);
+        ok = tir::ge(t, 0) && tir::lt(q, in[d]);
+        if (s != 1) ok = ok && tir::eq(floormod(t, s), 0);
+      }
       inside = inside.defined() ? (inside && ok) : ok;
       xi.push_back(tir::max(0, tir::min(in[d] - 1, q)));
+      taps.push_back(tap);
     }
     Expr xv = tir::select(inside, terms.x_value(x(xi), c), tir::make_const(terms.acc, 0));
-    Expr wv = terms.w_value(w(weight_index(c, m_in_group, axes)), m);
+    Expr wv = terms.w_value(w(weight_index(c, m_in_group, taps)), m);
     return reduction(terms, xv * wv, axes, m);
   }, name);
 }
