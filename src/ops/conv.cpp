@@ -1,8 +1,268 @@
-#include "ops/common.h"
+// Convolutions: Conv, ConvTranspose, ConvInteger and QLinearConv over 1-3 (any number of)
+// spatial dimensions, with groups (depthwise included), strides, dilations and padding.
+//
+// A convolution is one reduction stage whose reduce axes are the input channels of the group
+// followed by the kernel window, so the innermost reduction walks the weight tensor
+// contiguously; padding is a guarded select inside the reduction (no padded copy of the input,
+// no out-of-bounds reads). The bias is the reduction's initial value.
+#include "ops/nn_common.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
 
-void register_conv(Registry& r) {}
+namespace {
+
+// How the elements of a convolution's operands enter the sum: converted to the accumulation
+// type (and zero points subtracted, for the integer forms). `c` is the input channel of an x
+// element, `m` the output channel of a weight element.
+struct ConvTerms {
+  DType acc;
+  std::function<Expr(Expr x, Expr c)> x_value;
+  std::function<Expr(Expr w, Expr m)> w_value;
+  std::function<Expr(Expr m)> init;  // initial value of output channel m's sum; 0 when unset
+};
+
+ConvTerms float_terms(const OpContext& ctx, DType t, int bias_input) {
+  ConvTerms terms;
+  terms.acc = accum_dtype(t);
+  terms.x_value = [acc = terms.acc](Expr x, Expr) { return cast_if_needed(acc, x); };
+  terms.w_value = [acc = terms.acc](Expr w, Expr) { return cast_if_needed(acc, w); };
+  if (ctx.has_input(bias_input))
+    terms.init = [&ctx, bias_input, acc = terms.acc](Expr m) { return cast_if_needed(acc, ctx.input(bias_input)(m)); };
+  return terms;
+}
+
+// Integer terms: (x - x_zero_point) * (w - w_zero_point[m]) in int32; x's zero point is per
+// tensor, w's per tensor or per output channel.
+ConvTerms integer_terms(const OpContext& ctx, int x_zp, int w_zp) {
+  ConvTerms terms;
+  terms.acc = DType::I32;
+  terms.x_value = [&ctx, x_zp](Expr x, Expr) { return tir::cast(DType::I32, x) - zero_point_i32(ctx, x_zp, 0); };
+  terms.w_value = [&ctx, w_zp](Expr w, Expr m) { return tir::cast(DType::I32, w) - zero_point_i32(ctx, w_zp, m); };
+  return terms;
+}
+
+int64_t group_count(const OpContext& ctx, int64_t in_channels, int64_t out_channels) {
+  int64_t group = ctx.attr_int("group", 1);
+  if (group < 1 || in_channels % group || out_channels % group)
+    ctx.error("group ", group, " does not divide ", in_channels, " input and ", out_channels, " output channels");
+  return group;
+}
+
+std::vector<int64_t> kernel_extents(const OpContext& ctx, const Tensor& w) {
+  std::vector<int64_t> from_w(w.shape().begin() + 2, w.shape().end());
+  std::vector<int64_t> k = ctx.attr_ints("kernel_shape", from_w);
+  if (k != from_w) ctx.error("kernel_shape ", shape_str(k), " does not match the weights ", shape_str(w.shape()));
+  return k;
+}
+
+void check_ranks(const OpContext& ctx, const Tensor& x, const Tensor& w) {
+  if (x.ndim() < 3 || w.ndim() != x.ndim())
+    ctx.error("input ", shape_str(x.shape()), " and weights ", shape_str(w.shape()), " must both be N, C, D1.. with the same rank");
+}
+
+// Reduce axes of a convolution: the group's channels, then the kernel window.
+struct ConvAxes {
+  tir::IterVar channel;
+  std::vector<tir::IterVar> kernel;
+  std::vector<Expr> kernel_exprs() const { return axis_vars(kernel); }
+  std::vector<tir::IterVar> all() const {
+    std::vector<tir::IterVar> a{channel};
+    a.insert(a.end(), kernel.begin(), kernel.end());
+    return a;
+  }
+};
+
+ConvAxes conv_axes(int64_t channels, const std::vector<int64_t>& window, const std::string& name) {
+  ConvAxes axes{tir::reduce_axis(channels, name + "_rc"), {}};
+  for (size_t d = 0; d < window.size(); ++d)
+    axes.kernel.push_back(tir::reduce_axis(window[d], name + "_rk" + std::to_string(d)));
+  return axes;
+}
+
+Expr reduction(const ConvTerms& terms, Expr summand, const ConvAxes& axes, const Expr& m) {
+  return tir::reduce(tir::ReduceOp::Sum, std::move(summand), axes.all(),
+                     terms.init ? terms.init(m) : tir::make_const(terms.acc, 0));
+}
+
+std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const std::vector<Expr>& taps) {
+  std::vector<Expr> idx{std::move(out_channel), std::move(in_channel)};
+  idx.insert(idx.end(), taps.begin(), taps.end());
+  return idx;
+}
+
+// y[n, m, o] = init(m) + sum_{c, k} x[n, g*Cg + c, o*stride - pad + k*dilation] * w[m, c, k]
+// with g = m / (M / group).
+Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms, const std::string& name) {
+  check_ranks(ctx, x, w);
+  int64_t out_channels = w.dim(0), group_channels = w.dim(1);
+  int64_t group = group_count(ctx, x.dim(1), out_channels);
+  if (x.dim(1) != group_channels * group)
+    ctx.error("weights ", shape_str(w.shape()), " expect ", group_channels * group, " input channels, got ", x.dim(1));
+  Window win = sliding_window(ctx, spatial_shape(x), kernel_extents(ctx, w));
+  Shape out{x.dim(0), out_channels};
+  out.insert(out.end(), win.out.begin(), win.out.end());
+  int64_t out_per_group = out_channels / group;
+  return tir::compute(out, [&](const std::vector<Var>& i) {
+    ConvAxes axes = conv_axes(group_channels, win.kernel, name);
+    Expr m = i[1];
+    Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
+    std::vector<Expr> o(i.begin() + 2, i.end());
+    std::vector<Expr> taps = axes.kernel_exprs();
+    Expr xv = window_read(x, i[0], c, win, o, taps, [&](Expr e) { return terms.x_value(e, c); },
+                          tir::make_const(terms.acc, 0));
+    Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, taps)), m);
+    return reduction(terms, xv * wv, axes, m);
+  }, name);
+}
+
+// ConvTranspose geometry: pads and output extents from output_shape, auto_pad or pads.
+struct TransposeWindow {
+  std::vector<int64_t> strides, dilations, pad_begin;
+  Shape out;
+};
+
+TransposeWindow transpose_window(const OpContext& ctx, const Shape& in, const std::vector<int64_t>& kernel) {
+  size_t n = in.size();
+  TransposeWindow tw{spatial_attr(ctx, "strides", n, 1), spatial_attr(ctx, "dilations", n, 1),
+                     std::vector<int64_t>(n, 0), Shape(n)};
+  std::vector<int64_t> output_padding = spatial_attr(ctx, "output_padding", n, 0);
+  for (size_t d = 0; d < n; ++d)
+    if (tw.strides[d] < 1 || tw.dilations[d] < 1) ctx.error("strides and dilations must be positive");
+  std::string auto_pad = ctx.attr_string("auto_pad", "NOTSET");
+  std::vector<int64_t> full(n);  // extent with no padding removed
+  for (size_t d = 0; d < n; ++d)
+    full[d] = tw.strides[d] * (in[d] - 1) + output_padding[d] + (kernel[d] - 1) * tw.dilations[d] + 1;
+
+  std::vector<int64_t> target = ctx.attr_ints("output_shape");
+  if (target.size() > n) target.erase(target.begin(), target.end() - n);  // N, C given too
+  if (!target.empty() && target.size() != n) ctx.error("output_shape must have one extent per spatial axis");
+  if (target.empty() && (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER"))
+    for (size_t d = 0; d < n; ++d) target.push_back(in[d] * tw.strides[d]);
+  if (!target.empty()) {
+    // The padding removed is split evenly, the odd unit at the end for SAME_UPPER and at the
+    // start otherwise; a negative total (output_shape larger than `full`) extends the end.
+    for (size_t d = 0; d < n; ++d) {
+      int64_t total = full[d] - target[d];
+      int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
+      tw.pad_begin[d] = auto_pad == "SAME_UPPER" ? half : total - half;
+      tw.out[d] = target[d];
+    }
+    return tw;
+  }
+  std::vector<int64_t> pads(2 * n, 0);
+  if (auto_pad == "NOTSET" || auto_pad.empty()) pads = spatial_attr(ctx, "pads", 2 * n, 0);
+  else if (auto_pad != "VALID") ctx.error("auto_pad '", auto_pad, "' is not supported");
+  for (size_t d = 0; d < n; ++d) {
+    tw.pad_begin[d] = pads[d];
+    tw.out[d] = full[d] - pads[d] - pads[n + d];
+    if (tw.out[d] < 1) ctx.error("pads remove the whole output along spatial axis ", d);
+  }
+  return tw;
+}
+
+// Gather form of the transposed convolution: y[n, m, o] = init(m) + sum_{c, k} x[n, g*Cg + c, q]
+// * w[g*Cg + c, m mod Mg, k] over the taps k where t = o + pad - k*dilation is a multiple of the
+// stride and q = t / stride is inside the input. Along an axis with stride s > 1 and no
+// dilation only every s-th tap qualifies, k = (o + pad) mod s + s*j, so that axis reduces over
+// j < ceil(K / s) rather than testing all K taps.
+Tensor conv_transpose_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms,
+                          const std::string& name) {
+  check_ranks(ctx, x, w);
+  int64_t in_channels = x.dim(1), out_per_group = w.dim(1);
+  if (w.dim(0) != in_channels) ctx.error("weights ", shape_str(w.shape()), " do not match ", in_channels, " input channels");
+  int64_t group = ctx.attr_int("group", 1);
+  if (group < 1 || in_channels % group) ctx.error("group ", group, " does not divide ", in_channels, " input channels");
+  int64_t group_channels = in_channels / group;
+  Shape in = spatial_shape(x);
+  std::vector<int64_t> kernel = kernel_extents(ctx, w);
+  TransposeWindow tw = transpose_window(ctx, in, kernel);
+  size_t n = in.size();
+  std::vector<bool> phased(n);
+  std::vector<int64_t> extents(n);
+  for (size_t d = 0; d < n; ++d) {
+    phased[d] = tw.strides[d] > 1 && tw.dilations[d] == 1;
+    extents[d] = phased[d] ? (kernel[d] + tw.strides[d] - 1) / tw.strides[d] : kernel[d];
+  }
+  Shape out{x.dim(0), out_per_group * group};
+  out.insert(out.end(), tw.out.begin(), tw.out.end());
+  return tir::compute(out, [&](const std::vector<Var>& i) {
+    ConvAxes axes = conv_axes(group_channels, extents, name);
+    Expr m = i[1];
+    Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
+    Expr m_in_group = group == 1 ? m : floormod(m, out_per_group);
+    std::vector<Expr> xi{i[0], c}, taps;
+    Expr inside;
+    for (size_t d = 0; d < n; ++d) {
+      Expr shifted = i[2 + d] + tw.pad_begin[d];
+      Expr j = axes.kernel[d].var, tap = j, q, ok;
+      int64_t s = tw.strides[d];
+      if (phased[d]) {
+        tap = floormod(shifted, s) + j * s;
+        q = floordiv(shifted, s) - j;
+        ok = tir::ge(q, 0) && tir::lt(q, in[d]);
+        if (kernel[d] % s) {
+          ok = ok && tir::lt(tap, kernel[d]);
+          tap = tir::min(tap, kernel[d] - 1);
+        }
+      } else {
+        Expr t = shifted - j * tw.dilations[d];
+        q = s == 1 ? t : floordiv(t, s);
+        ok = tir::ge(t, 0) && tir::lt(q, in[d]);
+        if (s != 1) ok = ok && tir::eq(floormod(t, s), 0);
+      }
+      inside = inside.defined() ? (inside && ok) : ok;
+      xi.push_back(tir::max(0, tir::min(in[d] - 1, q)));
+      taps.push_back(tap);
+    }
+    Expr xv = tir::select(inside, terms.x_value(x(xi), c), tir::make_const(terms.acc, 0));
+    Expr wv = terms.w_value(w(weight_index(c, m_in_group, taps)), m);
+    return reduction(terms, xv * wv, axes, m);
+  }, name);
+}
+
+std::vector<Tensor> conv(OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  ConvTerms terms = float_terms(ctx, x.dtype(), 2);
+  std::string name = ctx.out_name() + (terms.acc == x.dtype() ? "" : "_acc");
+  return {cast_stage(conv_sum(ctx, x, ctx.input(1), terms, name), x.dtype(), ctx.out_name())};
+}
+
+std::vector<Tensor> conv_transpose(OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  ConvTerms terms = float_terms(ctx, x.dtype(), 2);
+  std::string name = ctx.out_name() + (terms.acc == x.dtype() ? "" : "_acc");
+  return {cast_stage(conv_transpose_sum(ctx, x, ctx.input(1), terms, name), x.dtype(), ctx.out_name())};
+}
+
+std::vector<Tensor> conv_integer(OpContext& ctx) {
+  return {conv_sum(ctx, ctx.input(0), ctx.input(1), integer_terms(ctx, 2, 3), ctx.out_name())};
+}
+
+// QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B): integer convolution plus
+// the int32 bias, rescaled by x_scale * w_scale[m] / y_scale and requantized.
+std::vector<Tensor> qlinear_conv(OpContext& ctx) {
+  ConvTerms terms = integer_terms(ctx, 2, 5);
+  if (ctx.has_input(8))
+    terms.init = [&ctx](Expr m) { return cast_if_needed(DType::I32, ctx.input(8)(m)); };
+  Tensor acc = conv_sum(ctx, ctx.input(0), ctx.input(3), terms, ctx.out_name() + "_acc");
+  const Tensor& y_zp = ctx.input(7);
+  return {tir::compute(acc.shape(), [&](const std::vector<Var>& i) {
+    Expr m = i[1];
+    Expr scale = cast_if_needed(DType::F32, quant_param(ctx, ctx.input(1), 0)) *
+                 cast_if_needed(DType::F32, quant_param(ctx, ctx.input(4), m)) /
+                 cast_if_needed(DType::F32, quant_param(ctx, ctx.input(6), 0));
+    return quantize(tir::cast(DType::F32, acc(i)) * scale, quant_param(ctx, y_zp, 0), y_zp.dtype());
+  }, ctx.out_name())};
+}
+
+}  // namespace
+
+void register_conv(Registry& r) {
+  r.add("Conv", conv);
+  r.add("ConvTranspose", conv_transpose);
+  r.add("ConvInteger", conv_integer);
+  r.add("QLinearConv", qlinear_conv);
+}
 
 }  // namespace kiln::ops
