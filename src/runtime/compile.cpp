@@ -377,10 +377,11 @@ class Compiler {
         }
       std::string kname = "k" + std::to_string(index++) + "_" + sanitize(n.name).substr(0, 48);
       tir::PrimFunc f = tir::lower(kname, params, used_outs);
-      // Small integer results computed from inputs the model is specialized on are shape
-      // arithmetic (sizes, counts, indices): fold them too, so later shapes are known.
+      // Scalars and small integer tensors computed from inputs the model is specialized on are
+      // shape arithmetic (sizes, counts, limits): fold them too, so later shapes are known.
       bool shape_like = all_known && !used_outs.empty();
-      for (auto& o : used_outs) shape_like &= dtype_is_int(o.dtype()) && shape_numel(o.shape()) <= 64;
+      for (auto& o : used_outs)
+        shape_like &= shape_numel(o.shape()) <= 1 || (dtype_is_int(o.dtype()) && shape_numel(o.shape()) <= 64);
       if (all_const || shape_like) {
         for (size_t i = 0; i < ins.size(); ++i)
           if (spec[i]) specialized_.insert(n.inputs[i]);
