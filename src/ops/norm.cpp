@@ -162,8 +162,9 @@ std::vector<Tensor> instance_norm(OpContext& ctx) {
   }, ctx.out_name())};
 }
 
-// LayerNormalization: statistics over dimensions axis.. in the stash type (f32 for 16-bit
-// inputs); outputs Y and, when requested, Mean and InvStdDev (keepdims shaped).
+// LayerNormalization: computed over dimensions axis.. in the stash type (f32 for 16-bit
+// inputs), rounded to the input type at the end; outputs Y and, when requested, Mean and
+// InvStdDev (keepdims shaped, in the stash type).
 std::vector<Tensor> layer_norm(OpContext& ctx) {
   const Tensor& x_in = ctx.input(0);
   check_float(ctx, x_in);
@@ -179,8 +180,9 @@ std::vector<Tensor> layer_norm(OpContext& ctx) {
                             ctx.out_name(2));
   Tensor y = tir::compute(x.shape(), [&](const std::vector<Var>& i) {
     std::vector<Expr> g = s.group_of(i);
-    Expr v = cast_to(in_t, (x(i) - m.mean(g)) * inv(g)) * broadcast_read(ctx.input(1), i);
-    return ctx.has_input(2) ? v + broadcast_read(ctx.input(2), i) : v;
+    Expr v = (x(i) - m.mean(g)) * inv(g) * cast_to(stash_t, broadcast_read(ctx.input(1), i));
+    if (ctx.has_input(2)) v = v + cast_to(stash_t, broadcast_read(ctx.input(2), i));
+    return cast_to(in_t, v);
   }, ctx.out_name());
   Tensor mean = tir::compute(m.mean.shape(), [&](const std::vector<Var>& g) { return m.mean(g); }, ctx.out_name(1));
   return {y, mean, inv};
@@ -244,9 +246,11 @@ std::vector<Tensor> lp_norm(OpContext& ctx) {
     Expr v = x(i);
     return p == 1 ? tir::abs(v) : v * v;
   }, ctx.out_name() + "_acc");
+  // A zero vector stays zero (as the ONNX reference) instead of becoming 0/0.
   return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
     Expr a = acc(s.group_of(i));
-    return x(i) / (p == 1 ? a : tir::sqrt(a));
+    Expr v = x(i);
+    return tir::select(tir::eq(a, c(a, 0)), c(v, 0), v / (p == 1 ? a : tir::sqrt(a)));
   }, ctx.out_name())};
 }
 
