@@ -62,37 +62,37 @@ struct Span {
   }
 };
 
-// Mean and (population) variance of `x` over the span, as statistic-shaped tensors. The
-// variance is the mean squared deviation (two passes) rather than E[x^2] - E[x]^2, which
-// cancels catastrophically.
+Expr cast_to(DType t, const Expr& e) { return e.dtype() == t ? e : tir::cast(t, e); }
+
+// Mean and (population) variance of `x` over the span, as statistic-shaped tensors of x's
+// type. The variance is the mean squared deviation (two passes) rather than E[x^2] - E[x]^2,
+// which cancels catastrophically, and both sums accumulate in f64 so long spans (a
+// transformer's hidden size, a batch's images) do not lose precision.
 struct Moments {
   Tensor mean, var;
 };
 
 Moments moments(const Tensor& x, const Span& s, const std::string& name) {
   double n = double(s.count());
-  Tensor total = s.sum([&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); }, name + "_sum");
-  Tensor mean = tir::compute(total.shape(), [&](const std::vector<Var>& g) {
-    Expr t = total(g);
-    return t / c(t, n);
-  }, name + "_mean");
+  auto mean_of = [&](const Tensor& total, const std::string& what) {
+    return tir::compute(total.shape(), [&](const std::vector<Var>& g) {
+      return cast_to(x.dtype(), total(g) / tir::make_const(DType::F64, n));
+    }, name + what);
+  };
+  Tensor total = s.sum([&](const std::vector<Expr>& i, const std::vector<Var>&) { return cast_to(DType::F64, x(i)); },
+                       name + "_sum");
+  Tensor mean = mean_of(total, "_mean");
   Tensor sq = s.sum([&](const std::vector<Expr>& i, const std::vector<Var>& g) {
-    Expr d = x(i) - mean(g);
+    Expr d = cast_to(DType::F64, x(i) - mean(g));
     return d * d;
   }, name + "_sqdev");
-  Tensor var = tir::compute(sq.shape(), [&](const std::vector<Var>& g) {
-    Expr v = sq(g);
-    return v / c(v, n);
-  }, name + "_var");
-  return {mean, var};
+  return {mean, mean_of(sq, "_var")};
 }
 
 Expr inv_std(const Expr& var, double epsilon) { return c(var, 1) / tir::sqrt(var + c(var, epsilon)); }
 
 // Element of a per-channel vector (shape [C]) for an element of an N x C x ... input.
 Expr per_channel(const Tensor& v, const std::vector<Var>& i) { return v(i[1]); }
-
-Expr cast_to(DType t, const Expr& e) { return e.dtype() == t ? e : tir::cast(t, e); }
 
 std::vector<Tensor> batch_norm(OpContext& ctx) {
   const Tensor& x = ctx.input(0);

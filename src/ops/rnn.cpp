@@ -305,9 +305,10 @@ std::vector<Tensor> lstm(OpContext& ctx) {
     init.push_back({rec.initial_state(d, 5, "h0"), rec.initial_state(d, 6, "c0")});
   }
   enum { I = 0, O = 1, F = 2, C = 3 };
-  auto peephole = [&](int d, int which, const Expr& j, const Expr& cell) -> Expr {
-    if (!ctx.has_input(7)) return c(cell, 0);
-    return ctx.input(7)(d, Expr(which * hs) + j) * cell;
+  // Gate input plus its peephole term P_which * cell, when the model has peepholes.
+  auto with_peephole = [&](const Expr& gate, int d, int which, const Expr& j, const Expr& cell) -> Expr {
+    if (!ctx.has_input(7)) return gate;
+    return gate + ctx.input(7)(d, Expr(which * hs) + j) * cell;
   };
   return unroll(rec, init, [&](int d, int64_t t, const State& prev) -> State {
     std::string step = rec.name(d, "t" + std::to_string(t));
@@ -319,14 +320,14 @@ std::vector<Tensor> lstm(OpContext& ctx) {
     Tensor new_cell = materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
       Var b = i[0], j = i[1];
       Expr c_prev = cell(b, j);
-      Expr in = act[d][0](rec.clipped(pre(I, b, j) + peephole(d, 0, j, c_prev)));
-      Expr forget = input_forget ? c(in, 1) - in : act[d][0](rec.clipped(pre(F, b, j) + peephole(d, 2, j, c_prev)));
+      Expr in = act[d][0](rec.clipped(with_peephole(pre(I, b, j), d, 0, j, c_prev)));
+      Expr forget = input_forget ? c(in, 1) - in : act[d][0](rec.clipped(with_peephole(pre(F, b, j), d, 2, j, c_prev)));
       return forget * c_prev + in * act[d][1](rec.clipped(pre(C, b, j)));
     }, step + "_c");
     Tensor new_h = materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
       Var b = i[0], j = i[1];
       Expr ct = new_cell(b, j);
-      Expr out = act[d][0](rec.clipped(pre(O, b, j) + peephole(d, 1, j, ct)));
+      Expr out = act[d][0](rec.clipped(with_peephole(pre(O, b, j), d, 1, j, ct)));
       return out * act[d][2](ct);
     }, step + "_h");
     return {new_h, new_cell};
