@@ -1,8 +1,345 @@
+// Recurrent layers: RNN, GRU and LSTM. Sequence lengths are static, so the time recurrence is
+// unrolled: per direction, one reduction stage computes the input projections of all time
+// steps, then each step has a recurrent projection stage and materialized state stages.
+// Y stacks the per-step hidden states; Y_h (and LSTM's Y_c) are the final states.
+#include <algorithm>
+#include <cctype>
+
 #include "ops/common.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
 
-void register_rnn(Registry& r) {}
+namespace {
+
+using tir::IterVar;
+
+Expr c(const Expr& like, double v) { return tir::make_const(like.dtype(), v); }
+
+// An activation function of the `activations` attribute, with its alpha/beta.
+struct Activation {
+  std::string name;  // lower case
+  double alpha = 0, beta = 0;
+
+  Expr operator()(const Expr& x) const {
+    if (name == "sigmoid") return c(x, 1) / (c(x, 1) + tir::exp(-x));
+    if (name == "tanh") return tir::tanh(x);
+    if (name == "relu") return tir::max(x, c(x, 0));
+    if (name == "affine") return c(x, alpha) * x + c(x, beta);
+    if (name == "leakyrelu") return tir::select(tir::lt(x, c(x, 0)), c(x, alpha) * x, x);
+    if (name == "thresholdedrelu") return tir::select(tir::gt(x, c(x, alpha)), x, c(x, 0));
+    if (name == "scaledtanh") return c(x, alpha) * tir::tanh(c(x, beta) * x);
+    if (name == "hardsigmoid") return tir::max(c(x, 0), tir::min(c(x, 1), c(x, alpha) * x + c(x, beta)));
+    if (name == "elu") return tir::select(tir::lt(x, c(x, 0)), c(x, alpha) * (tir::exp(x) - c(x, 1)), x);
+    if (name == "softsign") return x / (c(x, 1) + tir::abs(x));
+    if (name == "softplus") return tir::log(c(x, 1) + tir::exp(x));
+    return Expr();
+  }
+};
+
+// Default (alpha, beta) of the activations that take them; the attribute lists supply values
+// only to those, in order.
+bool default_params(const std::string& name, double* alpha, double* beta) {
+  if (name == "affine") { *alpha = 1.0; *beta = 0.0; return true; }
+  if (name == "leakyrelu") { *alpha = 0.01; return true; }
+  if (name == "thresholdedrelu" || name == "elu") { *alpha = 1.0; return true; }
+  if (name == "scaledtanh") { *alpha = 1.0; *beta = 1.0; return true; }
+  if (name == "hardsigmoid") { *alpha = 0.2; *beta = 0.5; return true; }
+  return false;
+}
+
+bool takes_beta(const std::string& name) { return name == "affine" || name == "scaledtanh" || name == "hardsigmoid"; }
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+  return s;
+}
+
+// Activations per direction: `defaults` (one direction's list) unless the attribute gives them.
+std::vector<std::vector<Activation>> activations(const OpContext& ctx, const std::vector<std::string>& defaults,
+                                                 int dirs) {
+  std::vector<std::string> names;
+  if (auto a = ctx.attr("activations")) names = a->strings;
+  if (names.empty())
+    for (int d = 0; d < dirs; ++d) names.insert(names.end(), defaults.begin(), defaults.end());
+  if (names.size() != defaults.size() * dirs)
+    ctx.error("expected ", defaults.size() * dirs, " activations, got ", names.size());
+  std::vector<double> alphas = ctx.attr_floats("activation_alpha"), betas = ctx.attr_floats("activation_beta");
+  size_t next_alpha = 0, next_beta = 0;
+  std::vector<std::vector<Activation>> out(dirs);
+  for (size_t k = 0; k < names.size(); ++k) {
+    Activation a{lower(names[k])};
+    if (default_params(a.name, &a.alpha, &a.beta)) {
+      if (next_alpha < alphas.size()) a.alpha = alphas[next_alpha++];
+      if (takes_beta(a.name) && next_beta < betas.size()) a.beta = betas[next_beta++];
+    }
+    if (!a(Expr(0.0)).defined()) ctx.error("activation '", names[k], "' is not supported");
+    out[k / defaults.size()].push_back(a);
+  }
+  return out;
+}
+
+// A stage computed into its own buffer rather than inlined into its consumers: the unrolled
+// recurrence reads each step's state from many places, and inlining would re-evaluate the
+// whole history at every read. A reduction over a unit axis is never inlined.
+Tensor materialized(const Shape& shape, const std::function<Expr(const std::vector<Var>&)>& f, const std::string& name) {
+  return tir::compute(shape, [&](const std::vector<Var>& i) {
+    return tir::sum(f(i), {tir::reduce_axis(1, name + "_once")});
+  }, name);
+}
+
+// The shared structure of the three layers: shapes, layouts, weights and the per-direction
+// projections. `gates` is the number of gate blocks stacked in W, R and B.
+class Recurrence {
+ public:
+  Recurrence(OpContext& ctx, int gates) : ctx_(ctx), gates_(gates) {
+    const Tensor& x = ctx.input(0);
+    check_float(ctx, x);
+    batch_major_ = ctx.attr_int("layout", 0) != 0;
+    seq_ = x.dim(batch_major_ ? 1 : 0);
+    batch_ = x.dim(batch_major_ ? 0 : 1);
+    hidden_ = ctx.attr_int("hidden_size", ctx.input(2).dim(2));
+    if (seq_ == 0) ctx.error("an empty sequence is not supported");
+    std::string dir = ctx.attr_string("direction", "forward");
+    if (dir == "forward" || dir == "reverse") dirs_ = 1;
+    else if (dir == "bidirectional") dirs_ = 2;
+    else ctx.error("direction '", dir, "' is not supported");
+    reverse_first_ = dir == "reverse";
+    if (ctx.input(1).dim(1) != gates * hidden_ || ctx.input(2).dim(1) != gates * hidden_)
+      ctx.error("W and R must have ", gates, " * hidden_size rows");
+    clip_ = ctx.attr_float("clip", 0.0);
+    check_sequence_lens();
+  }
+
+  int dirs() const { return dirs_; }
+  int64_t seq() const { return seq_; }
+  int64_t hidden() const { return hidden_; }
+  Shape state_shape() const { return {batch_, hidden_}; }
+  bool reversed(int d) const { return d == 1 || reverse_first_; }
+  // Time index processed at step s of direction d.
+  int64_t time_at(int d, int64_t s) const { return reversed(d) ? seq_ - 1 - s : s; }
+  std::string name(int d, const std::string& what) const { return ctx_.out_name() + "_d" + std::to_string(d) + "_" + what; }
+
+  // Initial state of direction d from input `input` ([D, B, H], batch-major [B, D, H]) or zeros.
+  Tensor initial_state(int d, int input, const std::string& what) const {
+    return tir::compute(state_shape(), [&](const std::vector<Var>& i) -> Expr {
+      if (!ctx_.has_input(input)) return tir::make_const(ctx_.input(0).dtype(), 0);
+      const Tensor& h = ctx_.input(input);
+      return batch_major_ ? h(i[0], d, i[1]) : h(d, i[0], i[1]);
+    }, name(d, what));
+  }
+
+  // x_t W^T for every time step: [T, B, gates * H].
+  Tensor input_projection(int d) const {
+    const Tensor &x = ctx_.input(0), &w = ctx_.input(1);
+    return tir::compute({seq_, batch_, gates_ * hidden_}, [&](const std::vector<Var>& i) {
+      IterVar k = tir::reduce_axis(x.dim(2), name(d, "xk"));
+      Expr xv = batch_major_ ? x(i[1], i[0], k.var) : x(i[0], i[1], k.var);
+      return tir::sum(xv * w(d, i[2], k.var), {k});
+    }, name(d, "xw"));
+  }
+
+  // h R^T for rows [first_row, first_row + rows) of R: [B, rows]. `h` may be any [B, H] state.
+  Tensor recurrent_projection(int d, const Tensor& h, int64_t first_row, int64_t rows, const std::string& what) const {
+    const Tensor& r = ctx_.input(2);
+    return tir::compute({batch_, rows}, [&](const std::vector<Var>& i) {
+      IterVar k = tir::reduce_axis(hidden_, what + "_k");
+      return tir::sum(h(i[0], k.var) * r(d, Expr(first_row) + i[1], k.var), {k});
+    }, what);
+  }
+
+  // Input bias Wb (recurrent = false) or recurrent bias Rb of gate `gate`, element j; 0 without B.
+  Expr bias(int d, bool recurrent, int gate, const Expr& j) const {
+    if (!ctx_.has_input(3)) return tir::make_const(ctx_.input(0).dtype(), 0);
+    return ctx_.input(3)(d, Expr((recurrent ? gates_ + gate : gate) * hidden_) + j);
+  }
+
+  // Pre-activation input part of gate `gate` at time t: x_t W_gate^T + Wb_gate.
+  Expr input_part(int d, const Tensor& xw, int64_t t, int gate, const Var& b, const Var& j) const {
+    return xw(t, b, Expr(gate * hidden_) + j) + bias(d, false, gate, j);
+  }
+
+  // ONNX's clip bounds the gate inputs before activation.
+  Expr clipped(const Expr& e) const {
+    if (clip_ <= 0) return e;
+    return tir::max(c(e, -clip_), tir::min(c(e, clip_), e));
+  }
+
+  // Y from the per-time-step hidden states states[d][t]: [T, D, B, H] (batch-major [B, T, D, H]).
+  Tensor stack_outputs(const std::vector<std::vector<Tensor>>& states) const {
+    Shape shape = batch_major_ ? Shape{batch_, seq_, dirs_, hidden_} : Shape{seq_, dirs_, batch_, hidden_};
+    return tir::compute(shape, [&](const std::vector<Var>& i) {
+      Var t = batch_major_ ? i[1] : i[0], d = batch_major_ ? i[2] : i[1], b = batch_major_ ? i[0] : i[2], j = i[3];
+      // Static time steps live in separate buffers: pick the one this element belongs to.
+      Expr v = states[0][0](b, j);
+      for (int dd = 0; dd < dirs_; ++dd)
+        for (int64_t tt = 0; tt < seq_; ++tt)
+          if (dd || tt) v = tir::select(tir::eq(t, Expr(tt)) && tir::eq(d, Expr(int64_t(dd))), states[dd][tt](b, j), v);
+      return v;
+    }, ctx_.out_name(0));
+  }
+
+  // Final states finals[d]: [D, B, H] (batch-major [B, D, H]), as node output `out`.
+  Tensor stack_finals(const std::vector<Tensor>& finals, int out) const {
+    Shape shape = batch_major_ ? Shape{batch_, dirs_, hidden_} : Shape{dirs_, batch_, hidden_};
+    return tir::compute(shape, [&](const std::vector<Var>& i) {
+      Var d = batch_major_ ? i[1] : i[0], b = batch_major_ ? i[0] : i[1], j = i[2];
+      Expr v = finals[0](b, j);
+      if (dirs_ == 2) v = tir::select(tir::eq(d, Expr(1)), finals[1](b, j), v);
+      return v;
+    }, ctx_.out_name(out));
+  }
+
+ private:
+  // Per-batch sequence lengths are supported only when they all cover the whole sequence.
+  void check_sequence_lens() {
+    if (!ctx_.has_input(4)) return;
+    for (int64_t len : ctx_.required_ints(4, "sequence_lens"))
+      if (len != seq_) ctx_.error("sequence_lens shorter than the sequence (", len, " < ", seq_, ") is not supported");
+  }
+
+  OpContext& ctx_;
+  int gates_;
+  bool batch_major_ = false, reverse_first_ = false;
+  int dirs_ = 1;
+  int64_t seq_ = 0, batch_ = 0, hidden_ = 0;
+  double clip_ = 0;
+};
+
+// Runs `step(d, t, state) -> new state` over the sequence in each direction's order and
+// returns Y and the final states. A state is one or more [B, H] tensors; Y stacks state[0].
+using State = std::vector<Tensor>;
+using Step = std::function<State(int d, int64_t t, const State& prev)>;
+
+std::vector<Tensor> unroll(const Recurrence& rec, const std::vector<State>& initial, const Step& step) {
+  std::vector<std::vector<Tensor>> hidden_at(rec.dirs(), std::vector<Tensor>(rec.seq()));
+  std::vector<State> final_states;
+  for (int d = 0; d < rec.dirs(); ++d) {
+    State s = initial[d];
+    for (int64_t k = 0; k < rec.seq(); ++k) {
+      int64_t t = rec.time_at(d, k);
+      s = step(d, t, s);
+      hidden_at[d][t] = s[0];
+    }
+    final_states.push_back(s);
+  }
+  std::vector<Tensor> outs;
+  outs.push_back(rec.stack_outputs(hidden_at));
+  for (size_t part = 0; part < initial[0].size(); ++part) {
+    std::vector<Tensor> finals;
+    for (auto& s : final_states) finals.push_back(s[part]);
+    outs.push_back(rec.stack_finals(finals, int(part) + 1));
+  }
+  return outs;
+}
+
+std::vector<Tensor> rnn(OpContext& ctx) {
+  Recurrence rec(ctx, 1);
+  auto act = activations(ctx, {"Tanh"}, rec.dirs());
+  std::vector<Tensor> xw;
+  std::vector<State> init;
+  for (int d = 0; d < rec.dirs(); ++d) {
+    xw.push_back(rec.input_projection(d));
+    init.push_back({rec.initial_state(d, 5, "h0")});
+  }
+  return unroll(rec, init, [&](int d, int64_t t, const State& prev) -> State {
+    std::string step = rec.name(d, "t" + std::to_string(t));
+    Tensor hr = rec.recurrent_projection(d, prev[0], 0, rec.hidden(), step + "_hr");
+    return {materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
+      Var b = i[0], j = i[1];
+      return act[d][0](rec.clipped(rec.input_part(d, xw[d], t, 0, b, j) + hr(b, j) + rec.bias(d, true, 0, j)));
+    }, step + "_h")};
+  });
+}
+
+// GRU, gates z, r, h. Without linear_before_reset the reset gate scales the state before its
+// recurrent projection, which then needs its own reduction stage.
+std::vector<Tensor> gru(OpContext& ctx) {
+  Recurrence rec(ctx, 3);
+  auto act = activations(ctx, {"Sigmoid", "Tanh"}, rec.dirs());
+  bool linear_before_reset = ctx.attr_int("linear_before_reset", 0) != 0;
+  int64_t hs = rec.hidden();
+  std::vector<Tensor> xw;
+  std::vector<State> init;
+  for (int d = 0; d < rec.dirs(); ++d) {
+    xw.push_back(rec.input_projection(d));
+    init.push_back({rec.initial_state(d, 5, "h0")});
+  }
+  enum { Z = 0, R = 1, H = 2 };
+  return unroll(rec, init, [&](int d, int64_t t, const State& prev) -> State {
+    std::string step = rec.name(d, "t" + std::to_string(t));
+    const Tensor& h = prev[0];
+    Tensor hr = rec.recurrent_projection(d, h, 0, (linear_before_reset ? 3 : 2) * hs, step + "_hr");
+    auto gate = [&](int g, const Var& b, const Var& j) {
+      return act[d][0](rec.clipped(rec.input_part(d, xw[d], t, g, b, j) + hr(b, Expr(g * hs) + j) + rec.bias(d, true, g, j)));
+    };
+    Tensor reset = materialized(rec.state_shape(), [&](const std::vector<Var>& i) { return gate(R, i[0], i[1]); },
+                                step + "_r");
+    Tensor reset_h;  // (r * h) R_h^T
+    if (!linear_before_reset) {
+      Tensor scaled = tir::compute(rec.state_shape(), [&](const std::vector<Var>& i) { return reset(i) * h(i); },
+                                   step + "_rh");
+      reset_h = rec.recurrent_projection(d, scaled, H * hs, hs, step + "_rhr");
+    }
+    return {materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
+      Var b = i[0], j = i[1];
+      Expr rb = rec.bias(d, true, H, j);
+      Expr recurrent = linear_before_reset ? reset(b, j) * (hr(b, Expr(H * hs) + j) + rb) : reset_h(b, j) + rb;
+      Expr cand = act[d][1](rec.clipped(rec.input_part(d, xw[d], t, H, b, j) + recurrent));
+      Expr z = gate(Z, b, j);
+      return (c(z, 1) - z) * cand + z * h(b, j);
+    }, step + "_h")};
+  });
+}
+
+// LSTM, gates i, o, f, c; optional peepholes P = [Pi, Po, Pf]; state {H, C}.
+std::vector<Tensor> lstm(OpContext& ctx) {
+  Recurrence rec(ctx, 4);
+  auto act = activations(ctx, {"Sigmoid", "Tanh", "Tanh"}, rec.dirs());
+  bool input_forget = ctx.attr_int("input_forget", 0) != 0;
+  int64_t hs = rec.hidden();
+  std::vector<Tensor> xw;
+  std::vector<State> init;
+  for (int d = 0; d < rec.dirs(); ++d) {
+    xw.push_back(rec.input_projection(d));
+    init.push_back({rec.initial_state(d, 5, "h0"), rec.initial_state(d, 6, "c0")});
+  }
+  enum { I = 0, O = 1, F = 2, C = 3 };
+  // Gate input plus its peephole term P_which * cell, when the model has peepholes.
+  auto with_peephole = [&](const Expr& gate, int d, int which, const Expr& j, const Expr& cell) -> Expr {
+    if (!ctx.has_input(7)) return gate;
+    return gate + ctx.input(7)(d, Expr(which * hs) + j) * cell;
+  };
+  return unroll(rec, init, [&](int d, int64_t t, const State& prev) -> State {
+    std::string step = rec.name(d, "t" + std::to_string(t));
+    const Tensor &h = prev[0], &cell = prev[1];
+    Tensor hr = rec.recurrent_projection(d, h, 0, 4 * hs, step + "_hr");
+    auto pre = [&](int g, const Var& b, const Var& j) {
+      return rec.input_part(d, xw[d], t, g, b, j) + hr(b, Expr(g * hs) + j) + rec.bias(d, true, g, j);
+    };
+    Tensor new_cell = materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
+      Var b = i[0], j = i[1];
+      Expr c_prev = cell(b, j);
+      Expr in = act[d][0](rec.clipped(with_peephole(pre(I, b, j), d, 0, j, c_prev)));
+      Expr forget = input_forget ? c(in, 1) - in : act[d][0](rec.clipped(with_peephole(pre(F, b, j), d, 2, j, c_prev)));
+      return forget * c_prev + in * act[d][1](rec.clipped(pre(C, b, j)));
+    }, step + "_c");
+    Tensor new_h = materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
+      Var b = i[0], j = i[1];
+      Expr ct = new_cell(b, j);
+      Expr out = act[d][0](rec.clipped(with_peephole(pre(O, b, j), d, 1, j, ct)));
+      return out * act[d][2](ct);
+    }, step + "_h");
+    return {new_h, new_cell};
+  });
+}
+
+}  // namespace
+
+void register_rnn(Registry& r) {
+  r.add("RNN", rnn);
+  r.add("GRU", gru);
+  r.add("LSTM", lstm);
+}
 
 }  // namespace kiln::ops

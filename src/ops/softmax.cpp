@@ -1,8 +1,109 @@
+// Softmax, LogSoftmax and Hardmax. Before opset 13 the input is coerced to 2D at `axis`
+// (default 1), so the normalization runs over all dimensions from `axis` on; from opset 13 it
+// runs over the single dimension `axis` (default -1).
 #include "ops/common.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
 
-void register_softmax(Registry& r) {}
+namespace {
+
+using tir::IterVar;
+using tir::ReduceOp;
+
+// The dimensions one normalization group spans, and the stages over them. Reduced stages keep
+// the input's rank with the spanned dimensions of extent 1.
+struct Span {
+  Shape shape;
+  std::vector<bool> spanned;
+
+  Shape reduced_shape() const {
+    Shape s = shape;
+    for (size_t d = 0; d < s.size(); ++d)
+      if (spanned[d]) s[d] = 1;
+    return s;
+  }
+  // Index into a reduced stage for element index `i` of the input.
+  std::vector<Expr> group_of(const std::vector<Var>& i) const {
+    std::vector<Expr> g = as_exprs(i);
+    for (size_t d = 0; d < g.size(); ++d)
+      if (spanned[d]) g[d] = Expr(0);
+    return g;
+  }
+  // Row-major position of an element within its group, from its indices along the spanned dims.
+  Expr position(const std::vector<Expr>& idx) const {
+    Expr p = Expr(0);
+    for (size_t d = 0; d < shape.size(); ++d)
+      if (spanned[d]) p = p * Expr(shape[d]) + idx[d];
+    return p;
+  }
+  // Reduction stage: op over each group of `term(input index, group index)`.
+  Tensor fold(ReduceOp op, const std::function<Expr(const std::vector<Expr>&, const std::vector<Var>&)>& term,
+              const std::string& name) const {
+    return tir::compute(reduced_shape(), [&](const std::vector<Var>& g) {
+      std::vector<IterVar> rv;
+      std::vector<Expr> idx = as_exprs(g);
+      for (size_t d = 0; d < shape.size(); ++d) {
+        if (!spanned[d]) continue;
+        rv.push_back(tir::reduce_axis(shape[d], name + "_r" + std::to_string(d)));
+        idx[d] = rv.back().var;
+      }
+      return tir::reduce(op, term(idx, g), rv);
+    }, name);
+  }
+};
+
+Span softmax_span(OpContext& ctx, const Tensor& x) {
+  bool coerce_2d = ctx.opset() < 13;
+  int64_t axis = ctx.axis(ctx.attr_int("axis", coerce_2d ? 1 : -1), x.ndim());
+  Span s{x.shape(), std::vector<bool>(x.ndim(), false)};
+  for (int64_t d = axis; d < (coerce_2d ? x.ndim() : axis + 1); ++d) s.spanned[d] = true;
+  return s;
+}
+
+// Softmax (log_space false) or LogSoftmax, shifted by the group maximum for stability.
+Converter softmax(bool log_space) {
+  return [=](OpContext& ctx) -> std::vector<Tensor> {
+    const Tensor& x = ctx.input(0);
+    check_float(ctx, x);
+    Span s = softmax_span(ctx, x);
+    Tensor m = s.fold(ReduceOp::Max, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); },
+                      ctx.out_name() + "_max");
+    Tensor sum = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
+      return tir::exp(x(i) - m(g));
+    }, ctx.out_name() + "_sum");
+    return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
+      std::vector<Expr> g = s.group_of(i);
+      Expr shifted = x(i) - m(g);
+      return log_space ? shifted - tir::log(sum(g)) : tir::exp(shifted) / sum(g);
+    }, ctx.out_name())};
+  };
+}
+
+// Hardmax: 1 at the first position (row-major within the group) holding the group maximum.
+std::vector<Tensor> hardmax(OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Span s = softmax_span(ctx, x);
+  int64_t group_size = 1;
+  for (size_t d = 0; d < s.shape.size(); ++d)
+    if (s.spanned[d]) group_size *= s.shape[d];
+  Tensor m = s.fold(ReduceOp::Max, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); },
+                    ctx.out_name() + "_max");
+  Tensor first = s.fold(ReduceOp::Min, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
+    return tir::select(tir::eq(x(i), m(g)), s.position(i), Expr(group_size));
+  }, ctx.out_name() + "_first");
+  return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
+    Expr hit = tir::eq(s.position(as_exprs(i)), first(s.group_of(i)));
+    return tir::select(hit, tir::make_const(x.dtype(), 1), tir::make_const(x.dtype(), 0));
+  }, ctx.out_name())};
+}
+
+}  // namespace
+
+void register_softmax(Registry& r) {
+  r.add("Softmax", softmax(false));
+  r.add("LogSoftmax", softmax(true));
+  r.add("Hardmax", hardmax);
+}
 
 }  // namespace kiln::ops
