@@ -4,6 +4,22 @@
 
 namespace kiln::graph {
 
+namespace {
+
+// Every name read inside the subgraphs of `n` (If/Loop bodies read enclosing-scope values).
+void subgraph_reads(const Node& n, std::set<std::string>& out) {
+  for (auto& kv : n.attrs) {
+    if (!kv.second.graph) continue;
+    for (auto& sn : kv.second.graph->nodes) {
+      out.insert(sn.inputs.begin(), sn.inputs.end());
+      subgraph_reads(sn, out);
+    }
+    out.insert(kv.second.graph->outputs.begin(), kv.second.graph->outputs.end());
+  }
+}
+
+}  // namespace
+
 Graph eliminate_dead_code(Graph g) {
   std::set<std::string> live(g.outputs.begin(), g.outputs.end());
   std::vector<Node> kept;
@@ -12,6 +28,7 @@ Graph eliminate_dead_code(Graph g) {
     for (auto& o : it->outputs) used |= !o.empty() && live.count(o);
     if (!used) continue;
     for (auto& in : it->inputs) live.insert(in);
+    subgraph_reads(*it, live);
     kept.push_back(*it);
   }
   g.nodes.assign(kept.rbegin(), kept.rend());
@@ -20,6 +37,7 @@ Graph eliminate_dead_code(Graph g) {
   for (auto& n : g.nodes) {
     named.insert(n.inputs.begin(), n.inputs.end());
     named.insert(n.outputs.begin(), n.outputs.end());
+    subgraph_reads(n, named);
   }
   std::erase_if(g.values, [&](const auto& kv) { return !named.count(kv.first); });
   return g;

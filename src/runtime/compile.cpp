@@ -199,6 +199,19 @@ class Compiler {
   }
 
   // If with a condition known at compile time: the chosen branch's nodes replace it.
+  // Copy of subgraph `sub` whose references to enclosing-scope names go through `rename`.
+  static graph::Graph rename_free(const graph::Graph& sub, const std::function<std::string(const std::string&)>& rename) {
+    graph::Graph r = sub;
+    auto inner = [&](const std::string& s) { return s.empty() || sub.values.count(s) ? s : rename(s); };
+    for (auto& nn : r.nodes) {
+      for (auto& s : nn.inputs) s = inner(s);
+      for (auto& kv : nn.attrs)
+        if (kv.second.graph) kv.second.graph = std::make_shared<graph::Graph>(rename_free(*kv.second.graph, inner));
+    }
+    for (auto& o : r.outputs) o = inner(o);
+    return r;
+  }
+
   std::vector<graph::Node> inline_if(graph::Graph& g, const graph::Node& n, bool cond) {
     auto it = n.attrs.find(cond ? "then_branch" : "else_branch");
     if (it == n.attrs.end() || !it->second.graph) fail(n.label(), ": missing branch graph");
@@ -216,6 +229,9 @@ class Compiler {
       nn.name = prefix + nn.name;
       for (auto& s : nn.inputs) s = rename(s);
       for (auto& s : nn.outputs) s = rename(s);
+      // Nested branches may read this branch's values: rename their free references too.
+      for (auto& kv : nn.attrs)
+        if (kv.second.graph) kv.second.graph = std::make_shared<graph::Graph>(rename_free(*kv.second.graph, rename));
       out.push_back(std::move(nn));
     }
     if (body.outputs.size() != n.outputs.size()) fail(n.label(), ": branch output count differs from the node's");
