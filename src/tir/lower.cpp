@@ -47,11 +47,43 @@ Stmt loop_nest(const std::vector<Var>& axes, const Shape& shape, Stmt body) {
   return body;
 }
 
+// Rows of at most this many bytes of accumulators are reduced together (see lower_reduction_rows).
+constexpr int64_t kMaxRowAccumulatorBytes = 16 * 1024;
+
+// A reduction with the innermost output axis moved inside the reduce loops: the accumulators
+// of one output row live in a small buffer and the innermost loop runs over neighbouring
+// outputs, which LLVM vectorizes. Every element still adds its terms in the same order as the
+// scalar form, so results are bit-identical.
+Stmt lower_reduction_rows(const Buffer& dst, const ComputeOpNode& op, const ReduceNode* r) {
+  size_t last = op.axes.size() - 1;
+  const Var& j = op.axes[last];
+  int64_t width = dst->shape[last];
+  Buffer acc = make_buffer(dst->name + "_rowacc", r->dtype, {width});
+  auto over_row = [&](Stmt s) { return make_for(j, make_int(0), make_int(width), ForKind::Serial, s); };
+  Stmt init = over_row(make_store(acc, {j}, r->init));
+  Stmt update = over_row(make_store(acc, {j}, combine(r->op, load(acc, {j}), r->body)));
+  for (int i = int(r->axes.size()) - 1; i >= 0; --i)
+    update = make_for(r->axes[i].var, make_int(0), make_int(r->axes[i].extent), ForKind::Serial, update);
+  std::vector<Expr> idx(op.axes.begin(), op.axes.end());
+  Stmt store = over_row(make_store(dst, idx, load(acc, {j})));
+  std::vector<Var> outer(op.axes.begin(), op.axes.end() - 1);
+  Shape outer_shape(dst->shape.begin(), dst->shape.end() - 1);
+  return loop_nest(outer, outer_shape, make_allocate(acc, make_seq({init, update, store})));
+}
+
+bool worth_row_reduction(const Buffer& dst, const ReduceNode* r) {
+  if (dst->shape.empty()) return false;
+  int64_t width = dst->shape.back(), terms = 1;
+  for (auto& a : r->axes) terms *= a.extent;
+  return width >= 4 && terms >= 2 && width * dtype_bytes(r->dtype) <= kMaxRowAccumulatorBytes;
+}
+
 Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body) {
   std::vector<Expr> idx(op.axes.begin(), op.axes.end());
   if (body.kind() != ExprKind::Reduce) return loop_nest(op.axes, dst->shape, make_store(dst, idx, body));
   auto r = body.as<ReduceNode>();
   visit(r->body, [](const Expr& e) { KILN_CHECK(e.kind() != ExprKind::Reduce, "nested reduction"); });
+  if (worth_row_reduction(dst, r)) return lower_reduction_rows(dst, op, r);
   Buffer acc = make_buffer(dst->name + "_acc", r->dtype, {});
   Stmt update = make_store(acc, {}, combine(r->op, load(acc, {}), r->body));
   for (int i = int(r->axes.size()) - 1; i >= 0; --i)
