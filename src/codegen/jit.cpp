@@ -92,6 +92,13 @@ std::unique_ptr<JitLibrary> JitLibrary::compile(const std::vector<tir::PrimFunc>
   auto gen = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(dl.getGlobalPrefix());
   if (!gen) fail("LLVM: cannot search the process for symbols: ", llvm::toString(gen.takeError()));
   (*jit)->getMainJITDylib().addGenerator(std::move(*gen));
+  if (!opts.runtime_symbols.empty()) {
+    llvm::orc::SymbolMap symbols;
+    for (auto& [name, addr] : opts.runtime_symbols)
+      symbols[(*jit)->mangleAndIntern(name)] = {llvm::orc::ExecutorAddr::fromPtr(addr), llvm::JITSymbolFlags::Exported};
+    if (auto err = (*jit)->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(symbols))))
+      fail("LLVM: cannot define runtime symbols: ", llvm::toString(std::move(err)));
+  }
   if (auto err = (*jit)->addIRModule(llvm::orc::ThreadSafeModule(std::move(mod), std::move(ctx))))
     fail("LLVM: cannot add module: ", llvm::toString(std::move(err)));
   auto lib = std::unique_ptr<JitLibrary>(new JitLibrary());

@@ -13,6 +13,8 @@ using KernelFn = void (*)(void**);
 
 struct CodegenOptions {
   int opt_level = 2;
+  // Runtime functions generated code may call (e.g. kiln_parallel_for), by symbol name.
+  std::vector<std::pair<std::string, void*>> runtime_symbols;
 };
 
 class JitLibrary {

@@ -57,6 +57,7 @@ class Emitter {
   llvm::BasicBlock* entry_ = nullptr;
   std::unordered_map<const BufferNode*, llvm::Value*> bufs_;
   std::unordered_map<const VarNode*, llvm::Value*> vars_;
+  int outlined_ = 0;
 
   // Type of a value of `t` in registers. f16/bf16 are computed in f32.
   llvm::Type* value_type(DType t) {
@@ -363,8 +364,68 @@ class Emitter {
   }
 
   void emit_for(const ForNode* n) {
+    if (n->for_kind == ForKind::Parallel) return emit_parallel_for(n);
     llvm::Value* lo = expr(n->min);
-    llvm::Value* hi = b_.CreateAdd(lo, expr(n->extent));
+    emit_loop(n, lo, b_.CreateAdd(lo, expr(n->extent)));
+  }
+
+  // A parallel loop becomes an outlined function body(begin, end, closure) that runs a chunk
+  // of the iterations; the kernel passes it to the runtime's kiln_parallel_for. The closure
+  // holds every buffer pointer and loop variable in scope.
+  void emit_parallel_for(const ForNode* n) {
+    int64_t mn;
+    KILN_CHECK(is_const_int(n->min, &mn) && mn == 0, "parallel loop ", n->var.name(), " must start at 0");
+    auto* ptr = llvm::PointerType::get(ctx_, 0);
+    auto* i64 = b_.getInt64Ty();
+    std::vector<std::pair<const BufferNode*, llvm::Value*>> bufs(bufs_.begin(), bufs_.end());
+    std::vector<std::pair<const VarNode*, llvm::Value*>> vars(vars_.begin(), vars_.end());
+    size_t slots = bufs.size() + vars.size();
+    llvm::Value* closure;
+    {
+      llvm::IRBuilder<> eb(entry_, entry_->begin());
+      closure = eb.CreateAlloca(ptr, eb.getInt64(std::max<size_t>(1, slots)), "closure");
+    }
+    for (size_t i = 0; i < bufs.size(); ++i)
+      b_.CreateStore(bufs[i].second, b_.CreateConstInBoundsGEP1_64(ptr, closure, i));
+    for (size_t i = 0; i < vars.size(); ++i)
+      b_.CreateStore(b_.CreateIntToPtr(vars[i].second, ptr), b_.CreateConstInBoundsGEP1_64(ptr, closure, bufs.size() + i));
+    llvm::Value* extent = expr(n->extent);
+
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {i64, i64, ptr}, false);
+    auto* body_fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage,
+                                           fn_->getName() + "_par" + std::to_string(outlined_++), mod_);
+    body_fn->addFnAttr(llvm::Attribute::NoUnwind);
+    auto saved_fn = fn_;
+    auto saved_entry = entry_;
+    auto saved_bufs = bufs_;
+    auto saved_vars = vars_;
+    auto* saved_block = b_.GetInsertBlock();
+
+    fn_ = body_fn;
+    entry_ = llvm::BasicBlock::Create(ctx_, "entry", fn_);
+    auto* start = llvm::BasicBlock::Create(ctx_, "body", fn_);
+    b_.SetInsertPoint(entry_);
+    for (size_t i = 0; i < bufs.size(); ++i)
+      bufs_[bufs[i].first] = b_.CreateLoad(ptr, b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(2), i));
+    for (size_t i = 0; i < vars.size(); ++i)
+      vars_[vars[i].first] =
+          b_.CreatePtrToInt(b_.CreateLoad(ptr, b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(2), bufs.size() + i)), i64);
+    b_.SetInsertPoint(start);
+    emit_loop(n, fn_->getArg(0), fn_->getArg(1));
+    b_.CreateRetVoid();
+    b_.SetInsertPoint(entry_);
+    b_.CreateBr(start);
+
+    fn_ = saved_fn;
+    entry_ = saved_entry;
+    bufs_ = saved_bufs;
+    vars_ = saved_vars;
+    b_.SetInsertPoint(saved_block);
+    auto callee = mod_.getOrInsertFunction("kiln_parallel_for", llvm::FunctionType::get(b_.getVoidTy(), {i64, ptr, ptr}, false));
+    b_.CreateCall(callee, {extent, body_fn, closure});
+  }
+
+  void emit_loop(const ForNode* n, llvm::Value* lo, llvm::Value* hi) {
     auto* pre = b_.GetInsertBlock();
     auto* head = llvm::BasicBlock::Create(ctx_, n->var.name() + ".head", fn_);
     auto* body = llvm::BasicBlock::Create(ctx_, n->var.name() + ".body", fn_);

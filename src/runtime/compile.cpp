@@ -12,6 +12,8 @@
 #include "runtime/compiler.h"
 #include "runtime/model_impl.h"
 #include "runtime/sequences.h"
+#include "runtime/thread_pool.h"
+#include "tir/schedule.h"
 #include "tir/lower.h"
 
 namespace kiln {
@@ -19,6 +21,16 @@ namespace kiln {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Loop nests with fewer innermost iterations than this stay serial (thread wake-up costs more).
+constexpr int64_t kMinParallelWork = 1 << 15;
+
+codegen::CodegenOptions codegen_options(int opt_level) {
+  codegen::CodegenOptions co;
+  co.opt_level = opt_level;
+  co.runtime_symbols = {{"kiln_parallel_for", reinterpret_cast<void*>(&kiln_parallel_for)}};
+  return co;
+}
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 std::string sanitize(const std::string& s) {
@@ -102,15 +114,15 @@ class Compiler {
     if (opts_.dump_ir == "tir" || opts_.dump_ir == "all")
       for (auto& f : funcs) log_(tir::to_string(f));
     auto t = Clock::now();
-    codegen::CodegenOptions co;
-    co.opt_level = opts_.opt_level;
-    if (!funcs.empty()) m.lib = codegen::JitLibrary::compile(funcs, co);
+    if (!funcs.empty()) m.lib = codegen::JitLibrary::compile(funcs, codegen_options(opts_.opt_level));
     timings_.push_back({"codegen", ms_since(t)});
     if (opts_.print_timing) log_("  pass codegen: " + std::to_string(timings_.back().ms) + " ms");
     plan(g, m);
     m.timings = timings_;
     m.compile_ms = ms_since(start);
     m.threads = opts_.threads;
+    if (m.threads < 1) fail("--threads must be at least 1");
+    m.pool = std::make_unique<ThreadPool>(m.threads);
     return m;
   }
 
@@ -160,7 +172,7 @@ class Compiler {
   // Runs one kernel on constant inputs now (constant folding through the same compiler).
   std::vector<HostTensor> evaluate(const tir::PrimFunc& f, const std::vector<const HostTensor*>& ins,
                                    const std::vector<tir::Tensor>& outs) {
-    auto lib = codegen::JitLibrary::compile({f}, {1});
+    auto lib = codegen::JitLibrary::compile({f}, codegen_options(1));
     std::vector<HostTensor> results;
     for (auto& o : outs) results.emplace_back(o.dtype(), o.shape());
     std::vector<void*> args;
@@ -393,6 +405,7 @@ class Compiler {
         }
       std::string kname = "k" + std::to_string(index++) + "_" + sanitize(n.name).substr(0, 48);
       tir::PrimFunc f = tir::lower(kname, params, used_outs);
+      f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       // Scalars and small integer tensors computed from inputs the model is specialized on are
       // shape arithmetic (sizes, counts, limits): fold them too, so later shapes are known.
       bool shape_like = all_known && !used_outs.empty();

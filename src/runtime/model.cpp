@@ -70,6 +70,7 @@ std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const 
     if (!ptrs[i]) ptrs[i] = empty_buffer;  // zero-sized tensors
   }
   std::vector<void*> args;
+  PoolScope pool(m.pool.get());
   for (auto& step : m.steps) {
     args.clear();
     for (int a : step.args) args.push_back(ptrs[a]);

@@ -2,6 +2,7 @@
 #pragma once
 #include "codegen/jit.h"
 #include "kiln/kiln.h"
+#include "runtime/thread_pool.h"
 
 namespace kiln {
 
@@ -35,6 +36,7 @@ struct Model::Impl {
   std::vector<PassTiming> timings;
   double compile_ms = 0;
   int threads = 1;
+  std::unique_ptr<ThreadPool> pool;  // workers for parallel loops, shared by concurrent runs
 };
 
 }  // namespace kiln

@@ -1,0 +1,53 @@
+// The persistent worker pool generated code calls into for parallel loops.
+//
+// Generated kernels call kiln_parallel_for(n, body, closure); it splits [0, n) into one
+// contiguous chunk per thread of the pool bound to the calling thread (see PoolScope), or runs
+// the whole range inline when no pool is bound, the pool has one thread, or it is busy with
+// another call (so concurrent Model::run calls never deadlock or oversubscribe).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+extern "C" void kiln_parallel_for(int64_t n, void (*body)(int64_t begin, int64_t end, void* closure), void* closure);
+
+namespace kiln {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);  // threads including the caller
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return int(workers_.size()) + 1; }
+  void parallel_for(int64_t n, void (*body)(int64_t, int64_t, void*), void* closure);
+
+ private:
+  void worker(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex busy_;  // one parallel_for at a time
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  int64_t n_ = 0;
+  void (*body_)(int64_t, int64_t, void*) = nullptr;
+  void* closure_ = nullptr;
+};
+
+// Binds a pool to the current thread for the scope's lifetime (Model::run does this).
+class PoolScope {
+ public:
+  explicit PoolScope(ThreadPool* pool);
+  ~PoolScope();
+
+ private:
+  ThreadPool* previous_;
+};
+
+}  // namespace kiln
