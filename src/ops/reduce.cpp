@@ -144,7 +144,11 @@ Converter arg_extreme(ReduceOp extreme) {
     Tensor best = fold(x, f, extreme, [](Expr e, const std::vector<Var>&) { return e; }, ctx.out_name() + "_best");
     return {tir::compute(f.out_shape(), [&](const std::vector<Var>& i) {
       IterVar k = tir::reduce_axis(n, ctx.out_name() + "_k");
-      Expr hit = tir::eq(x(f.input_index(i, {k.var})), best(i));
+      Expr v = x(f.input_index(i, {k.var}));
+      // The extreme is NaN exactly when some element is (max/min propagate NaN); numpy then
+      // reports the NaN's position.
+      Expr hit = tir::eq(v, best(i));
+      if (dtype_is_float(v.dtype())) hit = hit || tir::unary(UnOp::IsNaN, v);
       // Positions not holding the extreme contribute a value that never wins.
       Expr miss = last ? Expr(int64_t(-1)) : Expr(n);
       Expr pos = tir::select(hit, Expr(k.var), miss);

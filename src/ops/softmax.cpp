@@ -90,7 +90,11 @@ std::vector<Tensor> hardmax(OpContext& ctx) {
   Tensor m = s.fold(ReduceOp::Max, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); },
                     ctx.out_name() + "_max");
   Tensor first = s.fold(ReduceOp::Min, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
-    return tir::select(tir::eq(x(i), m(g)), s.position(i), Expr(group_size));
+    Expr v = x(i);
+    // A NaN maximum (max propagates NaN) marks the first NaN, as numpy's argmax.
+    Expr hit = tir::eq(v, m(g));
+    if (dtype_is_float(v.dtype())) hit = hit || tir::unary(tir::UnOp::IsNaN, v);
+    return tir::select(hit, s.position(i), Expr(group_size));
   }, ctx.out_name() + "_first");
   return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
     Expr hit = tir::eq(s.position(as_exprs(i)), first(s.group_of(i)));
