@@ -1,7 +1,8 @@
 // Recurrent layers: RNN, GRU and LSTM. Sequence lengths are static, so the time recurrence is
 // unrolled: per direction, one reduction stage computes the input projections of all time
 // steps, then each step has a recurrent projection stage and materialized state stages.
-// Y stacks the per-step hidden states; Y_h (and LSTM's Y_c) are the final states.
+// Y stacks the per-step hidden states; Y_h (and LSTM's Y_c) are the final states. Entries
+// shorter than the sequence (sequence_lens) hold their state past their end.
 #include <algorithm>
 #include <cctype>
 
@@ -108,7 +109,7 @@ class Recurrence {
     if (ctx.input(1).dim(1) != gates * hidden_ || ctx.input(2).dim(1) != gates * hidden_)
       ctx.error("W and R must have ", gates, " * hidden_size rows");
     clip_ = ctx.attr_float("clip", 0.0);
-    check_sequence_lens();
+    use_sequence_lens_ = ctx.has_input(4) && !covers_whole_sequence(ctx.value(4));
   }
 
   int dirs() const { return dirs_; }
@@ -165,6 +166,23 @@ class Recurrence {
     return tir::max(c(e, -clip_), tir::min(c(e, clip_), e));
   }
 
+  // Whether time step t is within batch entry b's sequence (always, without sequence_lens).
+  // Past its end an entry's state holds and its Y is 0; in reverse this skips the padding
+  // first, so each entry's reverse pass starts at its own last element.
+  Expr active(const Expr& b, const Expr& t) const {
+    if (!use_sequence_lens_) return tir::make_int(1, DType::Bool);
+    return tir::lt(t, tir::cast(DType::I64, ctx_.input(4)(b)));
+  }
+
+  // A state stage of time step t: `update` where the step is active, `prev` where it is not.
+  Tensor state_stage(int64_t t, const Tensor& prev, const std::function<Expr(const Var& b, const Var& j)>& update,
+                     const std::string& name) const {
+    return materialized(state_shape(), [&](const std::vector<Var>& i) {
+      Expr next = update(i[0], i[1]);
+      return use_sequence_lens_ ? tir::select(active(i[0], Expr(t)), next, prev(i)) : next;
+    }, name);
+  }
+
   // Y from the per-time-step hidden states states[d][t]: [T, D, B, H] (batch-major [B, T, D, H]).
   Tensor stack_outputs(const std::vector<std::vector<Tensor>>& states) const {
     Shape shape = batch_major_ ? Shape{batch_, seq_, dirs_, hidden_} : Shape{seq_, dirs_, batch_, hidden_};
@@ -175,7 +193,7 @@ class Recurrence {
       for (int dd = 0; dd < dirs_; ++dd)
         for (int64_t tt = 0; tt < seq_; ++tt)
           if (dd || tt) v = tir::select(tir::eq(t, Expr(tt)) && tir::eq(d, Expr(int64_t(dd))), states[dd][tt](b, j), v);
-      return v;
+      return use_sequence_lens_ ? tir::select(active(b, t), v, c(v, 0)) : v;
     }, ctx_.out_name(0));
   }
 
@@ -191,11 +209,11 @@ class Recurrence {
   }
 
  private:
-  // Per-batch sequence lengths are supported only when they all cover the whole sequence.
-  void check_sequence_lens() {
-    if (!ctx_.has_input(4)) return;
-    for (int64_t len : ctx_.required_ints(4, "sequence_lens"))
-      if (len != seq_) ctx_.error("sequence_lens shorter than the sequence (", len, " < ", seq_, ") is not supported");
+  // sequence_lens known to be the full length for every entry needs no masking.
+  bool covers_whole_sequence(const HostTensor* lens) const {
+    if (!lens) return false;
+    std::vector<int64_t> v = lens->to_i64_vector();
+    return std::all_of(v.begin(), v.end(), [&](int64_t len) { return len == seq_; });
   }
 
   OpContext& ctx_;
@@ -204,6 +222,7 @@ class Recurrence {
   int dirs_ = 1;
   int64_t seq_ = 0, batch_ = 0, hidden_ = 0;
   double clip_ = 0;
+  bool use_sequence_lens_ = false;
 };
 
 // Runs `step(d, t, state) -> new state` over the sequence in each direction's order and
@@ -245,8 +264,7 @@ std::vector<Tensor> rnn(OpContext& ctx) {
   return unroll(rec, init, [&](int d, int64_t t, const State& prev) -> State {
     std::string step = rec.name(d, "t" + std::to_string(t));
     Tensor hr = rec.recurrent_projection(d, prev[0], 0, rec.hidden(), step + "_hr");
-    return {materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
-      Var b = i[0], j = i[1];
+    return {rec.state_stage(t, prev[0], [&](const Var& b, const Var& j) {
       return act[d][0](rec.clipped(rec.input_part(d, xw[d], t, 0, b, j) + hr(b, j) + rec.bias(d, true, 0, j)));
     }, step + "_h")};
   });
@@ -281,8 +299,7 @@ std::vector<Tensor> gru(OpContext& ctx) {
                                    step + "_rh");
       reset_h = rec.recurrent_projection(d, scaled, H * hs, hs, step + "_rhr");
     }
-    return {materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
-      Var b = i[0], j = i[1];
+    return {rec.state_stage(t, h, [&](const Var& b, const Var& j) {
       Expr rb = rec.bias(d, true, H, j);
       Expr recurrent = linear_before_reset ? reset(b, j) * (hr(b, Expr(H * hs) + j) + rb) : reset_h(b, j) + rb;
       Expr cand = act[d][1](rec.clipped(rec.input_part(d, xw[d], t, H, b, j) + recurrent));
@@ -317,15 +334,13 @@ std::vector<Tensor> lstm(OpContext& ctx) {
     auto pre = [&](int g, const Var& b, const Var& j) {
       return rec.input_part(d, xw[d], t, g, b, j) + hr(b, Expr(g * hs) + j) + rec.bias(d, true, g, j);
     };
-    Tensor new_cell = materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
-      Var b = i[0], j = i[1];
+    Tensor new_cell = rec.state_stage(t, cell, [&](const Var& b, const Var& j) {
       Expr c_prev = cell(b, j);
       Expr in = act[d][0](rec.clipped(with_peephole(pre(I, b, j), d, 0, j, c_prev)));
       Expr forget = input_forget ? c(in, 1) - in : act[d][0](rec.clipped(with_peephole(pre(F, b, j), d, 2, j, c_prev)));
       return forget * c_prev + in * act[d][1](rec.clipped(pre(C, b, j)));
     }, step + "_c");
-    Tensor new_h = materialized(rec.state_shape(), [&](const std::vector<Var>& i) {
-      Var b = i[0], j = i[1];
+    Tensor new_h = rec.state_stage(t, h, [&](const Var& b, const Var& j) {
       Expr ct = new_cell(b, j);
       Expr out = act[d][0](rec.clipped(with_peephole(pre(O, b, j), d, 1, j, ct)));
       return out * act[d][2](ct);
