@@ -102,16 +102,25 @@ using Finish = std::function<Expr(Expr acc, int64_t count)>;
 
 Expr identity(Expr e) { return e; }
 
+// 16-bit floats accumulate in f32: summing many elements in f16 loses most of the result.
+bool accumulates_wider(DType t, ReduceOp op) {
+  return (t == DType::F16 || t == DType::BF16) && (op == ReduceOp::Sum || op == ReduceOp::Prod);
+}
+
 // A Reduce* op: fold `term` of each element with `op`, then `finish` the accumulated value.
 Converter reduction(ReduceOp op, Term term = identity, Finish finish = nullptr) {
   return [=](OpContext& ctx) -> std::vector<Tensor> {
     const Tensor& x = ctx.input(0);
     Folding f = reduce_folding(ctx, x);
-    auto elem = [&](Expr e, const std::vector<Var>&) { return term(e); };
-    if (!finish) return {fold(x, f, op, elem, ctx.out_name())};
+    bool widen = accumulates_wider(x.dtype(), op);
+    auto elem = [&](Expr e, const std::vector<Var>&) { return term(widen ? tir::cast(DType::F32, e) : e); };
+    if (!finish && !widen) return {fold(x, f, op, elem, ctx.out_name())};
     Tensor acc = fold(x, f, op, elem, ctx.out_name() + "_acc");
     int64_t n = f.folded_count();
-    return {map(acc, [&](Expr a, const std::vector<Var>&) { return finish(a, n); }, ctx.out_name())};
+    return {map(acc, [&](Expr a, const std::vector<Var>&) {
+      Expr r = finish ? finish(a, n) : a;
+      return widen ? tir::cast(x.dtype(), r) : r;
+    }, ctx.out_name())};
   };
 }
 
@@ -144,7 +153,11 @@ Converter arg_extreme(ReduceOp extreme) {
     Tensor best = fold(x, f, extreme, [](Expr e, const std::vector<Var>&) { return e; }, ctx.out_name() + "_best");
     return {tir::compute(f.out_shape(), [&](const std::vector<Var>& i) {
       IterVar k = tir::reduce_axis(n, ctx.out_name() + "_k");
-      Expr hit = tir::eq(x(f.input_index(i, {k.var})), best(i));
+      Expr v = x(f.input_index(i, {k.var}));
+      // The extreme is NaN exactly when some element is (max/min propagate NaN); numpy then
+      // reports the NaN's position.
+      Expr hit = tir::eq(v, best(i));
+      if (dtype_is_float(v.dtype())) hit = hit || tir::unary(UnOp::IsNaN, v);
       // Positions not holding the extreme contribute a value that never wins.
       Expr miss = last ? Expr(int64_t(-1)) : Expr(n);
       Expr pos = tir::select(hit, Expr(k.var), miss);

@@ -64,8 +64,15 @@ Span softmax_span(OpContext& ctx, const Tensor& x) {
 // Softmax (log_space false) or LogSoftmax, shifted by the group maximum for stability.
 Converter softmax(bool log_space) {
   return [=](OpContext& ctx) -> std::vector<Tensor> {
-    const Tensor& x = ctx.input(0);
-    check_float(ctx, x);
+    const Tensor& x_in = ctx.input(0);
+    check_float(ctx, x_in);
+    // 16-bit inputs are computed in f32 (the sum of exponentials needs the precision) and
+    // rounded once at the end.
+    DType in_t = x_in.dtype(), compute_t = (in_t == DType::F16 || in_t == DType::BF16) ? DType::F32 : in_t;
+    Tensor x = tir::compute(x_in.shape(), [&](const std::vector<Var>& i) {
+      Expr v = x_in(i);
+      return compute_t == in_t ? v : tir::cast(compute_t, v);
+    }, ctx.out_name() + "_x");
     Span s = softmax_span(ctx, x);
     Tensor m = s.fold(ReduceOp::Max, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); },
                       ctx.out_name() + "_max");
@@ -75,7 +82,8 @@ Converter softmax(bool log_space) {
     return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
       std::vector<Expr> g = s.group_of(i);
       Expr shifted = x(i) - m(g);
-      return log_space ? shifted - tir::log(sum(g)) : tir::exp(shifted) / sum(g);
+      Expr y = log_space ? shifted - tir::log(sum(g)) : tir::exp(shifted) / sum(g);
+      return compute_t == in_t ? y : tir::cast(in_t, y);
     }, ctx.out_name())};
   };
 }
@@ -90,7 +98,11 @@ std::vector<Tensor> hardmax(OpContext& ctx) {
   Tensor m = s.fold(ReduceOp::Max, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); },
                     ctx.out_name() + "_max");
   Tensor first = s.fold(ReduceOp::Min, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
-    return tir::select(tir::eq(x(i), m(g)), s.position(i), Expr(group_size));
+    Expr v = x(i);
+    // A NaN maximum (max propagates NaN) marks the first NaN, as numpy's argmax.
+    Expr hit = tir::eq(v, m(g));
+    if (dtype_is_float(v.dtype())) hit = hit || tir::unary(tir::UnOp::IsNaN, v);
+    return tir::select(hit, s.position(i), Expr(group_size));
   }, ctx.out_name() + "_first");
   return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
     Expr hit = tir::eq(s.position(as_exprs(i)), first(s.group_of(i)));
