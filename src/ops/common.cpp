@@ -44,4 +44,53 @@ void check_float(const OpContext& ctx, const Tensor& t) {
 
 std::vector<Expr> as_exprs(const std::vector<Var>& v) { return std::vector<Expr>(v.begin(), v.end()); }
 
+Span Span::from(const Shape& shape, int64_t first, int64_t end) {
+  Span s{shape, std::vector<bool>(shape.size(), false)};
+  for (int64_t d = first; d < end; ++d) s.spanned[d] = true;
+  return s;
+}
+
+Shape Span::reduced_shape() const {
+  Shape s = shape;
+  for (size_t d = 0; d < s.size(); ++d)
+    if (spanned[d]) s[d] = 1;
+  return s;
+}
+
+int64_t Span::count() const {
+  int64_t n = 1;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (spanned[d]) n *= shape[d];
+  return n;
+}
+
+std::vector<Expr> Span::group_of(const std::vector<Var>& i) const {
+  std::vector<Expr> g = as_exprs(i);
+  for (size_t d = 0; d < g.size(); ++d)
+    if (spanned[d]) g[d] = Expr(0);
+  return g;
+}
+
+Expr Span::position(const std::vector<Expr>& idx) const {
+  Expr p = Expr(0);
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (spanned[d]) p = p * Expr(shape[d]) + idx[d];
+  return p;
+}
+
+Tensor Span::fold(tir::ReduceOp op,
+                  const std::function<Expr(const std::vector<Expr>&, const std::vector<Var>&)>& term,
+                  const std::string& name) const {
+  return tir::compute(reduced_shape(), [&](const std::vector<Var>& g) {
+    std::vector<tir::IterVar> rv;
+    std::vector<Expr> idx = as_exprs(g);
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (!spanned[d]) continue;
+      rv.push_back(tir::reduce_axis(shape[d], name + "_r" + std::to_string(d)));
+      idx[d] = rv.back().var;
+    }
+    return tir::reduce(op, term(idx, g), rv);
+  }, name);
+}
+
 }  // namespace kiln::ops

@@ -16,51 +16,6 @@ using tir::ReduceOp;
 
 Expr c(const Expr& like, double v) { return tir::make_const(like.dtype(), v); }
 
-// The dimensions one set of statistics spans. Statistic stages keep the input's rank with the
-// spanned dimensions of extent 1.
-struct Span {
-  Shape shape;
-  std::vector<bool> spanned;
-
-  static Span from(const Shape& shape, int64_t first, int64_t end) {
-    Span s{shape, std::vector<bool>(shape.size(), false)};
-    for (int64_t d = first; d < end; ++d) s.spanned[d] = true;
-    return s;
-  }
-  Shape reduced_shape() const {
-    Shape s = shape;
-    for (size_t d = 0; d < s.size(); ++d)
-      if (spanned[d]) s[d] = 1;
-    return s;
-  }
-  int64_t count() const {
-    int64_t n = 1;
-    for (size_t d = 0; d < shape.size(); ++d)
-      if (spanned[d]) n *= shape[d];
-    return n;
-  }
-  // Index into a statistic stage for element index `i` of the input.
-  std::vector<Expr> group_of(const std::vector<Var>& i) const {
-    std::vector<Expr> g = as_exprs(i);
-    for (size_t d = 0; d < g.size(); ++d)
-      if (spanned[d]) g[d] = Expr(0);
-    return g;
-  }
-  // Sum over each group of `term(input index, group index)`.
-  Tensor sum(const std::function<Expr(const std::vector<Expr>&, const std::vector<Var>&)>& term,
-             const std::string& name) const {
-    return tir::compute(reduced_shape(), [&](const std::vector<Var>& g) {
-      std::vector<IterVar> rv;
-      std::vector<Expr> idx = as_exprs(g);
-      for (size_t d = 0; d < shape.size(); ++d) {
-        if (!spanned[d]) continue;
-        rv.push_back(tir::reduce_axis(shape[d], name + "_r" + std::to_string(d)));
-        idx[d] = rv.back().var;
-      }
-      return tir::sum(term(idx, g), rv);
-    }, name);
-  }
-};
 
 Expr cast_to(DType t, const Expr& e) { return e.dtype() == t ? e : tir::cast(t, e); }
 
@@ -79,10 +34,10 @@ Moments moments(const Tensor& x, const Span& s, const std::string& name) {
       return cast_to(x.dtype(), total(g) / tir::make_const(DType::F64, n));
     }, name + what);
   };
-  Tensor total = s.sum([&](const std::vector<Expr>& i, const std::vector<Var>&) { return cast_to(DType::F64, x(i)); },
+  Tensor total = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return cast_to(DType::F64, x(i)); },
                        name + "_sum");
   Tensor mean = mean_of(total, "_mean");
-  Tensor sq = s.sum([&](const std::vector<Expr>& i, const std::vector<Var>& g) {
+  Tensor sq = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
     Expr d = cast_to(DType::F64, x(i) - mean(g));
     return d * d;
   }, name + "_sqdev");
@@ -242,7 +197,7 @@ std::vector<Tensor> lp_norm(OpContext& ctx) {
   int64_t p = ctx.attr_int("p", 2);
   if (p != 1 && p != 2) ctx.error("p=", p, " is not supported (only 1 and 2)");
   Span s = Span::from(x.shape(), axis, axis + 1);
-  Tensor acc = s.sum([&](const std::vector<Expr>& i, const std::vector<Var>&) {
+  Tensor acc = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>&) {
     Expr v = x(i);
     return p == 1 ? tir::abs(v) : v * v;
   }, ctx.out_name() + "_acc");

@@ -11,47 +11,6 @@ namespace {
 using tir::IterVar;
 using tir::ReduceOp;
 
-// The dimensions one normalization group spans, and the stages over them. Reduced stages keep
-// the input's rank with the spanned dimensions of extent 1.
-struct Span {
-  Shape shape;
-  std::vector<bool> spanned;
-
-  Shape reduced_shape() const {
-    Shape s = shape;
-    for (size_t d = 0; d < s.size(); ++d)
-      if (spanned[d]) s[d] = 1;
-    return s;
-  }
-  // Index into a reduced stage for element index `i` of the input.
-  std::vector<Expr> group_of(const std::vector<Var>& i) const {
-    std::vector<Expr> g = as_exprs(i);
-    for (size_t d = 0; d < g.size(); ++d)
-      if (spanned[d]) g[d] = Expr(0);
-    return g;
-  }
-  // Row-major position of an element within its group, from its indices along the spanned dims.
-  Expr position(const std::vector<Expr>& idx) const {
-    Expr p = Expr(0);
-    for (size_t d = 0; d < shape.size(); ++d)
-      if (spanned[d]) p = p * Expr(shape[d]) + idx[d];
-    return p;
-  }
-  // Reduction stage: op over each group of `term(input index, group index)`.
-  Tensor fold(ReduceOp op, const std::function<Expr(const std::vector<Expr>&, const std::vector<Var>&)>& term,
-              const std::string& name) const {
-    return tir::compute(reduced_shape(), [&](const std::vector<Var>& g) {
-      std::vector<IterVar> rv;
-      std::vector<Expr> idx = as_exprs(g);
-      for (size_t d = 0; d < shape.size(); ++d) {
-        if (!spanned[d]) continue;
-        rv.push_back(tir::reduce_axis(shape[d], name + "_r" + std::to_string(d)));
-        idx[d] = rv.back().var;
-      }
-      return tir::reduce(op, term(idx, g), rv);
-    }, name);
-  }
-};
 
 Span softmax_span(OpContext& ctx, const Tensor& x) {
   bool coerce_2d = ctx.opset() < 13;
