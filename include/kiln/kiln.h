@@ -29,6 +29,9 @@ struct CompileOptions {
   // and the loop IR of every kernel with "tir".
   std::string dump_ir;
   bool print_timing = false;               // per-pass timing on the log
+  // Also write the generated code of every kernel here: ".s" assembly, ".ll" LLVM IR, else an
+  // object file (the ahead-of-time path).
+  std::string emit_path;
   std::function<void(const std::string&)> log;  // defaults to stderr
 };
 

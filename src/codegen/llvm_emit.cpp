@@ -22,13 +22,20 @@ constexpr int64_t kMaxStackBytes = 64 * 1024;
 
 class Emitter {
  public:
-  Emitter(llvm::Module& m) : mod_(m), ctx_(m.getContext()), b_(ctx_) {}
+  Emitter(llvm::Module& m) : mod_(m), ctx_(m.getContext()), b_(ctx_) {
+    // Multiply-adds may fuse into FMA instructions (one rounding instead of two).
+    llvm::FastMathFlags fmf;
+    fmf.setAllowContract(true);
+    b_.setFastMathFlags(fmf);
+  }
 
   void emit(const PrimFunc& f) {
     auto* ptr = llvm::PointerType::get(ctx_, 0);
     auto* fty = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr}, false);
     fn_ = llvm::Function::Create(fty, llvm::Function::ExternalLinkage, f.name, mod_);
     fn_->addFnAttr(llvm::Attribute::NoUnwind);
+    fn_->addFnAttr("prefer-vector-width", "512");
+    fn_->addFnAttr("min-legal-vector-width", "512");
     entry_ = llvm::BasicBlock::Create(ctx_, "entry", fn_);
     auto* body = llvm::BasicBlock::Create(ctx_, "body", fn_);
     b_.SetInsertPoint(entry_);
@@ -58,6 +65,9 @@ class Emitter {
   std::unordered_map<const BufferNode*, llvm::Value*> bufs_;
   std::unordered_map<const VarNode*, llvm::Value*> vars_;
   int outlined_ = 0;
+  // Set while emitting the body of a vectorized loop: its variable and lane count.
+  const VarNode* vec_var_ = nullptr;
+  int lanes_ = 0;
 
   // Type of a value of `t` in registers. f16/bf16 are computed in f32.
   llvm::Type* value_type(DType t) {
@@ -87,7 +97,12 @@ class Emitter {
     llvm::Value* flat = b_.getInt64(0);
     for (size_t i = 0; i < idx.size(); ++i) {
       llvm::Value* v = expr(idx[i]);
-      flat = i == 0 ? v : b_.CreateAdd(b_.CreateMul(flat, b_.getInt64(buf->shape[i])), v);
+      if (i == 0) {
+        flat = v;
+        continue;
+      }
+      auto [scaled, vi] = unify(b_.CreateMul(flat, splat_like(flat, b_.getInt64(buf->shape[i]))), v);
+      flat = b_.CreateAdd(scaled, vi);
     }
     return b_.CreateInBoundsGEP(mem_type(buf->dtype), it->second, flat);
   }
@@ -125,6 +140,15 @@ class Emitter {
     return b_.CreateCall(f, args);
   }
   llvm::Value* libm(const char* name32, llvm::Value* a, llvm::Value* b = nullptr) {
+    if (a->getType()->isVectorTy() || (b && b->getType()->isVectorTy())) {  // one call per lane
+      if (b) std::tie(a, b) = unify(a, b);
+      llvm::Value* out = llvm::PoisonValue::get(a->getType());
+      for (int i = 0; i < lanes_; ++i) {
+        llvm::Value* r = libm(name32, b_.CreateExtractElement(a, i), b ? b_.CreateExtractElement(b, i) : nullptr);
+        out = b_.CreateInsertElement(out, r, i);
+      }
+      return out;
+    }
     llvm::Type* t = a->getType();
     std::string name = name32;
     if (t->isDoubleTy()) name.pop_back();  // "tanf" -> "tan"
@@ -132,6 +156,123 @@ class Emitter {
     auto callee = mod_.getOrInsertFunction(name, llvm::FunctionType::get(t, params, false));
     if (b) return b_.CreateCall(callee, {a, b});
     return b_.CreateCall(callee, {a});
+  }
+
+  // ---- vectorized loops -------------------------------------------------------------
+  // Makes `a` and `b` the same shape: a lane-invariant scalar is broadcast to the other's lanes.
+  std::pair<llvm::Value*, llvm::Value*> unify(llvm::Value* a, llvm::Value* b) {
+    bool va = a->getType()->isVectorTy(), vb = b->getType()->isVectorTy();
+    if (va && !vb) b = b_.CreateVectorSplat(lanes_, b);
+    if (vb && !va) a = b_.CreateVectorSplat(lanes_, a);
+    return {a, b};
+  }
+  llvm::Value* splat_like(llvm::Value* like, llvm::Value* v) {
+    return like->getType()->isVectorTy() && !v->getType()->isVectorTy() ? b_.CreateVectorSplat(lanes_, v) : v;
+  }
+
+  // Coefficient of the vectorized variable in an index expression; false when not affine.
+  bool lane_stride(const Expr& e, int64_t* c) {
+    switch (e.kind()) {
+      case ExprKind::IntImm: *c = 0; return true;
+      case ExprKind::Var: *c = e.as<VarNode>() == vec_var_ ? 1 : 0; return true;
+      case ExprKind::Cast: return e.dtype() == DType::I64 && lane_stride(e.as<CastNode>()->a, c);
+      case ExprKind::Binary: {
+        auto n = e.as<BinaryNode>();
+        int64_t ca, cb, k;
+        if (!lane_stride(n->a, &ca) || !lane_stride(n->b, &cb)) return uses_lane(e) ? false : (*c = 0, true);
+        if (n->op == BinOp::Add) { *c = ca + cb; return true; }
+        if (n->op == BinOp::Sub) { *c = ca - cb; return true; }
+        if (n->op == BinOp::Mul) {
+          if (is_const_int(n->a, &k)) { *c = k * cb; return true; }
+          if (is_const_int(n->b, &k)) { *c = ca * k; return true; }
+        }
+        if (ca == 0 && cb == 0) { *c = 0; return true; }
+        return false;
+      }
+      default:
+        *c = 0;
+        return !uses_lane(e);
+    }
+  }
+  bool uses_lane(const Expr& e) {
+    bool used = false;
+    visit(e, [&](const Expr& x) { used |= x.kind() == ExprKind::Var && x.as<VarNode>() == vec_var_; });
+    return used;
+  }
+  int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx, bool* affine) {
+    int64_t total = 0, stride = 1;
+    *affine = true;
+    for (int d = int(idx.size()) - 1; d >= 0; --d) {
+      int64_t c;
+      if (!lane_stride(idx[d], &c)) { *affine = false; return 0; }
+      total += c * stride;
+      stride *= buf->shape[d];
+    }
+    return total;
+  }
+  // Pointer to lane 0's element: the indices with the vectorized variable at its first value.
+  llvm::Value* lane0_ptr(const Buffer& buf, const std::vector<Expr>& idx) {
+    const VarNode* v = vec_var_;
+    vec_var_ = nullptr;
+    llvm::Value* p = element_ptr(buf, idx);
+    vec_var_ = v;
+    return p;
+  }
+  llvm::VectorType* vec_of(llvm::Type* t) { return llvm::FixedVectorType::get(t, lanes_); }
+
+  llvm::Value* vector_load(const LoadNode* n) {
+    bool affine;
+    int64_t stride = flat_lane_stride(n->buffer, n->indices, &affine);
+    llvm::Type* et = mem_type(n->dtype);
+    if (affine && stride == 0) return b_.CreateLoad(et, lane0_ptr(n->buffer, n->indices));
+    // Element alignment only: a vector type's own alignment is its full width.
+    if (affine && stride == 1)
+      return b_.CreateAlignedLoad(vec_of(et), lane0_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->dtype)));
+    auto* ptrs = element_ptr(n->buffer, n->indices);  // vector of pointers
+    return b_.CreateMaskedGather(vec_of(et), ptrs, llvm::Align(dtype_bytes(n->dtype)));
+  }
+
+  void vector_store(const StoreNode* n) {
+    llvm::Value* v = expr(n->value);
+    bool affine;
+    int64_t stride = flat_lane_stride(n->buffer, n->indices, &affine);
+    if (!v->getType()->isVectorTy()) v = b_.CreateVectorSplat(lanes_, v);
+    if (affine && stride == 1) {
+      b_.CreateAlignedStore(v, lane0_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->buffer->dtype)));
+      return;
+    }
+    if (affine && stride == 0) {  // every lane writes one element: the last lane's value wins
+      b_.CreateStore(b_.CreateExtractElement(v, lanes_ - 1), lane0_ptr(n->buffer, n->indices));
+      return;
+    }
+    b_.CreateMaskedScatter(v, element_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->buffer->dtype)));
+  }
+
+  // Whether a loop body can be emitted as vector code: stores and the types the vector path
+  // handles directly (16-bit floats and bools convert through scalar code instead).
+  bool vectorizable(const Stmt& s) {
+    if (!s) return true;
+    bool ok = true;
+    auto type_ok = [](DType t) { return t != DType::Bool && t != DType::F16 && t != DType::BF16; };
+    std::function<void(const Expr&)> check = [&](const Expr& e) {
+      visit(e, [&](const Expr& x) {
+        ok &= type_ok(x.dtype()) || x.kind() == ExprKind::Binary || x.kind() == ExprKind::Unary;
+        if (x.kind() == ExprKind::Load) ok &= type_ok(x.as<LoadNode>()->buffer->dtype);
+        if (x.kind() == ExprKind::Cast) ok &= type_ok(x.as<CastNode>()->a.dtype());
+      });
+    };
+    if (s->kind == StmtKind::Store) {
+      auto n = as<StoreNode>(s);
+      ok &= type_ok(n->buffer->dtype);
+      check(n->value);
+      for (auto& i : n->indices) check(i);
+      return ok;
+    }
+    if (s->kind == StmtKind::Seq) {
+      for (auto& c : as<SeqNode>(s)->stmts) ok &= vectorizable(c);
+      return ok;
+    }
+    return false;
   }
 
   llvm::Value* expr(const Expr& e) {
@@ -145,6 +286,12 @@ class Emitter {
         return llvm::ConstantFP::get(value_type(e.dtype()), v);
       }
       case ExprKind::Var: {
+        if (e.as<VarNode>() == vec_var_) {
+          llvm::Value* base = b_.CreateVectorSplat(lanes_, vars_.at(vec_var_));
+          std::vector<llvm::Constant*> lane;
+          for (int i = 0; i < lanes_; ++i) lane.push_back(b_.getInt64(i));
+          return b_.CreateAdd(base, llvm::ConstantVector::get(lane));
+        }
         auto it = vars_.find(e.as<VarNode>());
         KILN_CHECK(it != vars_.end(), "unbound variable ", e.as<VarNode>()->name);
         return it->second;
@@ -153,11 +300,16 @@ class Emitter {
       case ExprKind::Unary: return unary(e.as<UnaryNode>());
       case ExprKind::Select: {
         auto n = e.as<SelectNode>();
-        return b_.CreateSelect(expr(n->cond), expr(n->t), expr(n->f));
+        llvm::Value* c = expr(n->cond);
+        auto [t, f] = unify(expr(n->t), expr(n->f));
+        t = splat_like(c, t);
+        f = splat_like(c, f);
+        return b_.CreateSelect(splat_like(t, c), t, f);
       }
       case ExprKind::Cast: return cast(e.as<CastNode>());
       case ExprKind::Load: {
         auto n = e.as<LoadNode>();
+        if (vec_var_ && uses_lane(e)) return vector_load(n);
         auto* p = element_ptr(n->buffer, n->indices);
         return from_memory(n->dtype, b_.CreateLoad(mem_type(n->dtype), p));
       }
@@ -170,6 +322,7 @@ class Emitter {
     DType from = n->a.dtype(), to = n->dtype;
     llvm::Value* v = expr(n->a);
     llvm::Type* tt = value_type(to);
+    if (v->getType()->isVectorTy()) tt = vec_of(tt);
     if (to == DType::Bool) {
       return dtype_is_float(from) ? b_.CreateFCmpUNE(v, llvm::ConstantFP::get(v->getType(), 0.0))
                                   : b_.CreateICmpNE(v, llvm::ConstantInt::get(v->getType(), 0));
@@ -193,8 +346,7 @@ class Emitter {
   llvm::Value* binary(const BinaryNode* n) {
     DType t = n->a.dtype();
     bool fl = dtype_is_float(t), sg = dtype_is_signed_int(t);
-    llvm::Value* a = expr(n->a);
-    llvm::Value* b = expr(n->b);
+    auto [a, b] = unify(expr(n->a), expr(n->b));
     if (n->op == BinOp::Shl || n->op == BinOp::Shr) b = b_.CreateIntCast(b, a->getType(), false);
     llvm::Type* ty = a->getType();
     auto zero = [&] { return llvm::Constant::getNullValue(ty); };
@@ -244,7 +396,8 @@ class Emitter {
       }
       case BinOp::Pow: {
         if (fl) return intrinsic(llvm::Intrinsic::pow, {a, b});
-        auto* d = b_.getDoubleTy();
+        llvm::Type* d = b_.getDoubleTy();
+        if (ty->isVectorTy()) d = vec_of(d);
         auto* fa = sg ? b_.CreateSIToFP(a, d) : b_.CreateUIToFP(a, d);
         auto* fb = sg ? b_.CreateSIToFP(b, d) : b_.CreateUIToFP(b, d);
         auto* p = intrinsic(llvm::Intrinsic::pow, {fa, fb});
@@ -256,7 +409,7 @@ class Emitter {
       case BinOp::Xor: return b_.CreateXor(a, b);
       case BinOp::Shl:
       case BinOp::Shr: {
-        unsigned bits = ty->getIntegerBitWidth();
+        unsigned bits = ty->getScalarSizeInBits();
         auto* big = b_.CreateICmpUGE(b, llvm::ConstantInt::get(ty, bits));
         auto* safe = b_.CreateSelect(big, zero(), b);
         llvm::Value* r = n->op == BinOp::Shl ? b_.CreateShl(a, safe)
@@ -338,6 +491,10 @@ class Emitter {
         break;
       case StmtKind::Store: {
         auto n = as<StoreNode>(s);
+        if (vec_var_) {
+          vector_store(n);
+          break;
+        }
         llvm::Value* v = expr(n->value);
         auto* p = element_ptr(n->buffer, n->indices);
         b_.CreateStore(to_memory(n->buffer->dtype, v), p);
@@ -365,6 +522,28 @@ class Emitter {
 
   void emit_for(const ForNode* n) {
     if (n->for_kind == ForKind::Parallel) return emit_parallel_for(n);
+    int64_t mn, ext;
+    if (n->for_kind == ForKind::Unrolled && is_const_int(n->min, &mn) && is_const_int(n->extent, &ext)) {
+      // Unrolled: the body once per iteration with the variable a constant, so accesses to
+      // small scratch tiles have constant offsets and LLVM keeps the tiles in registers.
+      for (int64_t i = mn; i < mn + ext; ++i) {
+        vars_[n->var.as<VarNode>()] = b_.getInt64(i);
+        emit(n->body);
+      }
+      vars_.erase(n->var.as<VarNode>());
+      return;
+    }
+    if (n->for_kind == ForKind::Vectorized && !vec_var_ && is_const_int(n->extent, &ext) && ext > 1 &&
+        vectorizable(n->body)) {
+      // One iteration of vector code: lane i computes iteration min + i.
+      vars_[n->var.as<VarNode>()] = expr(n->min);
+      vec_var_ = n->var.as<VarNode>();
+      lanes_ = int(ext);
+      emit(n->body);
+      vec_var_ = nullptr;
+      vars_.erase(n->var.as<VarNode>());
+      return;
+    }
     llvm::Value* lo = expr(n->min);
     emit_loop(n, lo, b_.CreateAdd(lo, expr(n->extent)));
   }
@@ -395,6 +574,8 @@ class Emitter {
     auto* body_fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage,
                                            fn_->getName() + "_par" + std::to_string(outlined_++), mod_);
     body_fn->addFnAttr(llvm::Attribute::NoUnwind);
+    body_fn->addFnAttr("prefer-vector-width", "512");
+    body_fn->addFnAttr("min-legal-vector-width", "512");
     auto saved_fn = fn_;
     auto saved_entry = entry_;
     auto saved_bufs = bufs_;

@@ -14,6 +14,7 @@
 #include "runtime/sequences.h"
 #include "runtime/thread_pool.h"
 #include "tir/schedule.h"
+#include "codegen/target.h"
 #include "tir/lower.h"
 
 namespace kiln {
@@ -24,6 +25,11 @@ using Clock = std::chrono::steady_clock;
 
 // Loop nests with fewer innermost iterations than this stay serial (thread wake-up costs more).
 constexpr int64_t kMinParallelWork = 1 << 15;
+
+tir::VectorTarget vector_target() {
+  const codegen::Target& t = codegen::Target::host();
+  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16};
+}
 
 codegen::CodegenOptions codegen_options(int opt_level) {
   codegen::CodegenOptions co;
@@ -118,6 +124,11 @@ class Compiler {
     timings_.push_back({"codegen", ms_since(t)});
     if (opts_.print_timing) log_("  pass codegen: " + std::to_string(timings_.back().ms) + " ms");
     plan(g, m);
+    if (!opts_.emit_path.empty()) {
+      auto ends = [&](const char* s) { return opts_.emit_path.ends_with(s); };
+      auto kind = ends(".s") ? codegen::FileKind::Assembly : ends(".ll") ? codegen::FileKind::LLVMIR : codegen::FileKind::Object;
+      codegen::emit_file(funcs, kind, opts_.emit_path, codegen_options(opts_.opt_level));
+    }
     m.timings = timings_;
     m.compile_ms = ms_since(start);
     m.threads = opts_.threads;
@@ -404,7 +415,7 @@ class Compiler {
           const_args.push_back(values[i]);
         }
       std::string kname = "k" + std::to_string(index++) + "_" + sanitize(n.name).substr(0, 48);
-      tir::PrimFunc f = tir::lower(kname, params, used_outs);
+      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
       f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       // Scalars and small integer tensors computed from inputs the model is specialized on are
       // shape arithmetic (sizes, counts, limits): fold them too, so later shapes are known.

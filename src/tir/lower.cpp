@@ -4,6 +4,7 @@
 #include <set>
 
 #include "kiln/error.h"
+#include "tir/reduction_schedule.h"
 #include "tir/simplify.h"
 
 namespace kiln::tir {
@@ -31,71 +32,24 @@ Expr inline_loads(const Expr& body, const std::map<const BufferNode*, const Comp
   });
 }
 
-Expr combine(ReduceOp op, const Expr& acc, const Expr& v) {
-  switch (op) {
-    case ReduceOp::Sum: return acc + v;
-    case ReduceOp::Prod: return acc * v;
-    case ReduceOp::Max: return max(acc, v);
-    case ReduceOp::Min: return min(acc, v);
-  }
-  return Expr();
-}
-
 Stmt loop_nest(const std::vector<Var>& axes, const Shape& shape, Stmt body) {
   for (int i = int(axes.size()) - 1; i >= 0; --i)
     body = make_for(axes[i], make_int(0), make_int(shape[i]), ForKind::Serial, body);
   return body;
 }
 
-// Rows of at most this many bytes of accumulators are reduced together (see lower_reduction_rows).
-constexpr int64_t kMaxRowAccumulatorBytes = 16 * 1024;
-
-// A reduction with the innermost output axis moved inside the reduce loops: the accumulators
-// of one output row live in a small buffer and the innermost loop runs over neighbouring
-// outputs, which LLVM vectorizes. Every element still adds its terms in the same order as the
-// scalar form, so results are bit-identical.
-Stmt lower_reduction_rows(const Buffer& dst, const ComputeOpNode& op, const ReduceNode* r) {
-  size_t last = op.axes.size() - 1;
-  const Var& j = op.axes[last];
-  int64_t width = dst->shape[last];
-  Buffer acc = make_buffer(dst->name + "_rowacc", r->dtype, {width});
-  auto over_row = [&](Stmt s) { return make_for(j, make_int(0), make_int(width), ForKind::Serial, s); };
-  Stmt init = over_row(make_store(acc, {j}, r->init));
-  Stmt update = over_row(make_store(acc, {j}, combine(r->op, load(acc, {j}), r->body)));
-  for (int i = int(r->axes.size()) - 1; i >= 0; --i)
-    update = make_for(r->axes[i].var, make_int(0), make_int(r->axes[i].extent), ForKind::Serial, update);
-  std::vector<Expr> idx(op.axes.begin(), op.axes.end());
-  Stmt store = over_row(make_store(dst, idx, load(acc, {j})));
-  std::vector<Var> outer(op.axes.begin(), op.axes.end() - 1);
-  Shape outer_shape(dst->shape.begin(), dst->shape.end() - 1);
-  return loop_nest(outer, outer_shape, make_allocate(acc, make_seq({init, update, store})));
-}
-
-bool worth_row_reduction(const Buffer& dst, const ReduceNode* r) {
-  if (dst->shape.empty()) return false;
-  int64_t width = dst->shape.back(), terms = 1;
-  for (auto& a : r->axes) terms *= a.extent;
-  return width >= 4 && terms >= 2 && width * dtype_bytes(r->dtype) <= kMaxRowAccumulatorBytes;
-}
-
-Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body) {
+Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, const VectorTarget& target) {
   std::vector<Expr> idx(op.axes.begin(), op.axes.end());
   if (body.kind() != ExprKind::Reduce) return loop_nest(op.axes, dst->shape, make_store(dst, idx, body));
   auto r = body.as<ReduceNode>();
   visit(r->body, [](const Expr& e) { KILN_CHECK(e.kind() != ExprKind::Reduce, "nested reduction"); });
-  if (worth_row_reduction(dst, r)) return lower_reduction_rows(dst, op, r);
-  Buffer acc = make_buffer(dst->name + "_acc", r->dtype, {});
-  Stmt update = make_store(acc, {}, combine(r->op, load(acc, {}), r->body));
-  for (int i = int(r->axes.size()) - 1; i >= 0; --i)
-    update = make_for(r->axes[i].var, make_int(0), make_int(r->axes[i].extent), ForKind::Serial, update);
-  Stmt s = make_seq({make_store(acc, {}, r->init), update, make_store(dst, idx, load(acc, {}))});
-  return loop_nest(op.axes, dst->shape, make_allocate(acc, s));
+  return schedule_reduction(dst, op.axes, r, target);
 }
 
 }  // namespace
 
 PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
-               const std::vector<Tensor>& outputs_in) {
+               const std::vector<Tensor>& outputs_in, const VectorTarget& target) {
   // An output that is an input or repeats another output gets its own copy stage.
   std::vector<Tensor> outputs;
   std::set<const BufferNode*> out_seen;
@@ -134,7 +88,7 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
       continue;
     }
     if (!is_output) scratch.push_back(t.buffer());
-    stmts.push_back(lower_stage(t.buffer(), *t.op(), body));
+    stmts.push_back(lower_stage(t.buffer(), *t.op(), body, target));
   }
 
   PrimFunc f;

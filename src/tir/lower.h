@@ -1,6 +1,7 @@
 // Lowering: tensor expressions -> one loop-nest PrimFunc.
 #pragma once
 #include "tir/compute.h"
+#include "tir/reduction_schedule.h"
 
 namespace kiln::tir {
 
@@ -8,6 +9,6 @@ namespace kiln::tir {
 // Non-reduction intermediate stages are inlined into their consumers; reductions and stages
 // marked !inline_ok get scratch buffers. Output stages store straight into output params.
 PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
-               const std::vector<Tensor>& outputs);
+               const std::vector<Tensor>& outputs, const VectorTarget& target = {});
 
 }  // namespace kiln::tir

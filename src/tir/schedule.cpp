@@ -31,8 +31,9 @@ Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work) {
   switch (s->kind) {
     case StmtKind::For: {
       auto n = as<ForNode>(s);
-      int64_t ext;
+      int64_t ext, mn;
       if (n->for_kind != ForKind::Serial || !is_const_int(n->extent, &ext) || ext < 2) return s;
+      if (!is_const_int(n->min, &mn) || mn != 0) return s;  // remainder nests stay serial
       if (estimate_work(s) < min_work) return s;
       return make_for(n->var, n->min, n->extent, ForKind::Parallel, n->body);
     }

@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::map<std::string, bool> kCompileFlags = {
-    {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"help", false}};
+    {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"emit", true},
+    {"help", false}};
 
 const char* kRunHelp =
     "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
@@ -28,7 +29,8 @@ const char* kRunHelp =
     "  --threads N         worker threads (default 1)\n"
     "  --dump-ir PASS      print the graph after PASS (import, canonicalize, fold, dce, final, all)\n"
     "                      or every kernel's loop IR (tir)\n"
-    "  --timing            print the time of each compiler pass\n";
+    "  --timing            print the time of each compiler pass\n"
+    "  --emit FILE         also write the generated code: FILE.s assembly, FILE.ll LLVM IR, else an object file\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
@@ -66,6 +68,7 @@ Prepared prepare(const Args& a) {
   p.opts.threads = a.get_int("threads", 1, 1);
   p.opts.dump_ir = a.get("dump-ir");
   p.opts.print_timing = a.has("timing");
+  p.opts.emit_path = a.get("emit");
   if (a.has("inputs")) {
     std::string dir = a.get("inputs");
     if (!fs::is_directory(dir)) fail(dir, ": not a directory");

@@ -1,0 +1,24 @@
+// Default schedules for reduction stages (the MatMul / Conv / pooling / reduce family).
+//
+// Every schedule keeps each output element's terms in the same order as the plain
+// "for outputs: for reduce axes" nest; only the order in which outputs are visited changes.
+#pragma once
+#include "tir/compute.h"
+
+namespace kiln::tir {
+
+// Loop nest computing `dst` = reduction `r` over output axes `axes`, scheduled for the target:
+// - register-tiled: a block of ri x vj outputs (one blocked outer axis times the innermost
+//   axis) accumulates in registers across the whole reduction; the block loops are unrolled
+//   so LLVM keeps the accumulators in vector registers and emits FMAs;
+// - row accumulation: the innermost output axis moves inside the reduce loops so the inner
+//   loop vectorizes (also used for the tiles' remainders);
+// - plain: one scalar accumulator per output.
+struct VectorTarget {
+  int vector_bytes = 32;     // 32: AVX2, 64: AVX-512
+  int vector_registers = 16;
+};
+Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
+                        const VectorTarget& target);
+
+}  // namespace kiln::tir
