@@ -5,6 +5,10 @@
 set -uo pipefail
 build=$1 model=$2 out=$3
 name=$(basename "$model")
+if [ ! -f "$model/model.onnx" ] || [ ! -d "$model/test_data_set_0" ]; then
+  echo "FAIL $name: $model has no model.onnx and test_data_set_0/"
+  exit 1
+fi
 rm -rf "$out" && mkdir -p "$out"
 if ! "$build/kiln" run "$model/model.onnx" --inputs "$model/test_data_set_0" --save-outputs "$out" >"$out/run.log" 2>&1; then
   echo "FAIL $name: kiln could not compile or run the model:"
