@@ -3,8 +3,9 @@
 // using ONNX's backend-test tolerances (rtol 1e-3, atol 1e-7). Each case runs in a forked
 // child with a time limit, so a crash or hang fails that case only.
 //
-//   kiln_conformance [--report FILE.md] [--title T] [--filter SUBSTR] [--min-pass RATE] DIR...
-// Exit code 1 when the pass rate over all cases is below --min-pass (default 0).
+//   kiln_conformance [--report FILE.md] [--title T] [--filter SUBSTR] [--min-pass [SUITE=]RATE]... DIR...
+// Exit code 1 when the pass rate over all cases, or of a named suite (folder), is below its
+// --min-pass (default 0).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,13 +163,19 @@ std::string md_escape(std::string s) {
 int main(int argc, char** argv) {
   std::string report, title = "ONNX conformance", filter;
   double min_pass = 0;
+  std::map<std::string, double> suite_min_pass;
   std::vector<std::string> dirs;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--report" && i + 1 < argc) report = argv[++i];
     else if (a == "--title" && i + 1 < argc) title = argv[++i];
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
-    else if (a == "--min-pass" && i + 1 < argc) min_pass = std::stod(argv[++i]);
+    else if (a == "--min-pass" && i + 1 < argc) {
+      std::string v = argv[++i];
+      auto eq = v.find('=');
+      if (eq == std::string::npos) min_pass = std::stod(v);
+      else suite_min_pass[v.substr(0, eq)] = std::stod(v.substr(eq + 1));
+    }
     else dirs.push_back(a);
   }
   std::vector<Result> results;
@@ -226,10 +233,20 @@ int main(int argc, char** argv) {
     for (auto& r : results)
       if (r.status != "pass") md << "| " << r.suite << " | " << r.name << " | " << r.status << " | " << md_escape(r.reason) << " |\n";
   }
+  int rc = 0;
   double rate = total ? double(passed) / total : 0;
   if (rate + 1e-12 < min_pass) {
     std::printf("conformance: pass rate %.3f is below the required %.3f\n", rate, min_pass);
-    return 1;
+    rc = 1;
   }
-  return 0;
+  for (auto& [suite, floor] : suite_min_pass) {
+    auto c = per_suite[suite];
+    int t = c[0] + c[1] + c[2];
+    double r = t ? double(c[0]) / t : 0;
+    if (r + 1e-12 < floor) {
+      std::printf("conformance: %s pass rate %.3f is below the required %.3f\n", suite.c_str(), r, floor);
+      rc = 1;
+    }
+  }
+  return rc;
 }
