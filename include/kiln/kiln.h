@@ -58,6 +58,13 @@ class Model {
   // Inputs in graph-input order; throws kiln::Error on a wrong count, dtype or shape.
   std::vector<HostTensor> run(const std::vector<HostTensor>& inputs) const;
 
+  // Runs `iters` times and returns each kernel's mean time, in call order.
+  struct KernelTime {
+    std::string kernel, node;
+    double ms;
+  };
+  std::vector<KernelTime> profile(const std::vector<HostTensor>& inputs, int iters = 5) const;
+
   const std::vector<PassTiming>& timings() const;
   double compile_ms() const;
   int num_kernels() const;
@@ -66,6 +73,7 @@ class Model {
 
  private:
   explicit Model(std::unique_ptr<Impl> impl);
+  std::vector<HostTensor> run_steps(const std::vector<HostTensor>& inputs, std::vector<double>* step_ms) const;
   std::unique_ptr<Impl> impl_;
 };
 

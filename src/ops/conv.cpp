@@ -91,18 +91,33 @@ std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const std::vec
   return idx;
 }
 
+// x with its zero padding stored: [N, C, in + pad_begin + pad_end ...]. Returns x itself when
+// no window reaches outside it.
+Tensor pad_input(const Tensor& x, const Window& win, const std::string& name) {
+  bool any = false;
+  for (int d = 0; d < win.rank(); ++d) any |= win.may_underflow(d) || win.may_overflow(d);
+  if (!any) return x;
+  Shape shape{x.dim(0), x.dim(1)};
+  for (int d = 0; d < win.rank(); ++d) shape.push_back(win.in[d] + win.pad_begin[d] + win.pad_end[d]);
+  return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
+    std::vector<Expr> idx{i[0], i[1]};
+    Expr inside = tir::make_int(1, DType::Bool);
+    for (int d = 0; d < win.rank(); ++d) {
+      Expr coord = Expr(i[2 + d]) - win.pad_begin[d];
+      inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
+      idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
+    }
+    return tir::select(inside, x(idx), tir::make_const(x.dtype(), 0));
+  }, name);
+}
+
 // y[n, m, o] = init(m) + sum_{c, k} x[n, g*Cg + c, o*stride - pad + k*dilation] * w[m, c, k]
-// with g = m / (M / group).
-Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms, const std::string& name) {
-  check_ranks(ctx, x, w);
-  int64_t out_channels = w.dim(0), group_channels = w.dim(1);
-  int64_t group = group_count(ctx, x.dim(1), out_channels);
-  if (x.dim(1) != group_channels * group)
-    ctx.error("weights ", shape_str(w.shape()), " expect ", group_channels * group, " input channels, got ", x.dim(1));
-  Window win = sliding_window(ctx, spatial_shape(x), kernel_extents(ctx, w));
+// with g = m / (M / group), over the window geometry `win`.
+Tensor conv_reduce(const Tensor& x, const Tensor& w, const ConvTerms& terms, const Window& win, int64_t group,
+                   const std::string& name) {
+  int64_t out_channels = w.dim(0), group_channels = w.dim(1), out_per_group = out_channels / group;
   Shape out{x.dim(0), out_channels};
   out.insert(out.end(), win.out.begin(), win.out.end());
-  int64_t out_per_group = out_channels / group;
   return tir::compute(out, [&](const std::vector<Var>& i) {
     ConvAxes axes = conv_axes(group_channels, win.kernel, name);
     Expr m = i[1];
@@ -114,6 +129,27 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
     Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, taps)), m);
     return reduction(terms, xv * wv, axes, m);
   }, name);
+}
+
+Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms, const std::string& name) {
+  check_ranks(ctx, x, w);
+  int64_t out_channels = w.dim(0), group_channels = w.dim(1);
+  int64_t group = group_count(ctx, x.dim(1), out_channels);
+  if (x.dim(1) != group_channels * group)
+    ctx.error("weights ", shape_str(w.shape()), " expect ", group_channels * group, " input channels, got ", x.dim(1));
+  Window win = sliding_window(ctx, spatial_shape(x), kernel_extents(ctx, w));
+  // Float inputs: zero padding as a stored copy, so the reduction reads without bounds guards
+  // and neighbouring outputs read neighbouring inputs (vector loads, not gathers). Quantized
+  // inputs keep the guarded read: their padding is the zero point, not 0.
+  if (!dtype_is_float(x.dtype())) return conv_reduce(x, w, terms, win, group, name);
+  Tensor padded = pad_input(x, win, name + "_padded");
+  if (padded.buffer() == x.buffer()) return conv_reduce(x, w, terms, win, group, name);
+  Window inner = win;
+  for (int d = 0; d < win.rank(); ++d) {
+    inner.in[d] = padded.dim(2 + d);
+    inner.pad_begin[d] = inner.pad_end[d] = 0;
+  }
+  return conv_reduce(padded, w, terms, inner, group, name);
 }
 
 // ConvTranspose geometry: pads and output extents from output_shape, auto_pad or pads.

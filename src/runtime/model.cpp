@@ -1,5 +1,6 @@
 // Model::run: binds inputs, outputs and one scratch arena per call, then calls the kernels in
 // order. Nothing is shared between calls except read-only constants, so calls may overlap.
+#include <chrono>
 #include <cstdlib>
 
 #include "runtime/model_impl.h"
@@ -26,7 +27,17 @@ const std::vector<PassTiming>& Model::timings() const { return impl_->timings; }
 double Model::compile_ms() const { return impl_->compile_ms; }
 int Model::num_kernels() const { return int(impl_->steps.size()); }
 
-std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const {
+std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const { return run_steps(inputs, nullptr); }
+
+std::vector<Model::KernelTime> Model::profile(const std::vector<HostTensor>& inputs, int iters) const {
+  std::vector<double> ms(impl_->steps.size(), 0.0);
+  for (int i = 0; i < iters; ++i) run_steps(inputs, &ms);
+  std::vector<KernelTime> r;
+  for (size_t k = 0; k < ms.size(); ++k) r.push_back({impl_->steps[k].kernel, impl_->steps[k].node, ms[k] / iters});
+  return r;
+}
+
+std::vector<HostTensor> Model::run_steps(const std::vector<HostTensor>& inputs, std::vector<double>* step_ms) const {
   const Impl& m = *impl_;
   if (inputs.size() != m.inputs.size())
     fail("the model takes ", m.inputs.size(), " inputs, got ", inputs.size());
@@ -71,11 +82,15 @@ std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const 
   }
   std::vector<void*> args;
   PoolScope pool(m.pool.get());
-  for (auto& step : m.steps) {
+  for (size_t k = 0; k < m.steps.size(); ++k) {
+    const Step& step = m.steps[k];
     args.clear();
     for (int a : step.args) args.push_back(ptrs[a]);
+    auto t0 = step_ms ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     if (step.fn) step.fn(args.data());
     else step.host(args.data());
+    if (step_ms)
+      (*step_ms)[k] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   // Graph outputs that are not computed by a kernel (an input or a constant passed through).
   for (size_t o = 0; o < m.output_slots.size(); ++o) {

@@ -44,6 +44,13 @@ Tensor compute(Shape shape, const FCompute& f, std::string name) {
   return Tensor(make_buffer(std::move(name), t, std::move(shape)), op);
 }
 
+Tensor compute_materialized(Shape shape, const FCompute& f, std::string name) {
+  Tensor t = compute(std::move(shape), f, std::move(name));
+  auto op = std::make_shared<ComputeOpNode>(*t.op());
+  op->inline_ok = false;
+  return Tensor(t.buffer(), op);
+}
+
 IterVar reduce_axis(int64_t extent, std::string name) { return IterVar{Var(std::move(name)), extent}; }
 
 Expr sum(Expr body, std::vector<IterVar> axes) { return reduce(ReduceOp::Sum, std::move(body), std::move(axes)); }

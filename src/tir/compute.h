@@ -48,6 +48,10 @@ using FCompute = std::function<Expr(const std::vector<Var>&)>;
 
 Tensor placeholder(Shape shape, DType dtype, std::string name);
 Tensor compute(Shape shape, const FCompute& f, std::string name);
+// A stage computed into its own buffer and never inlined into its consumers: for values that
+// consumers read many times and that are cheaper to store once (e.g. a padded copy of a
+// convolution's input, which turns every guarded read into a plain one).
+Tensor compute_materialized(Shape shape, const FCompute& f, std::string name);
 IterVar reduce_axis(int64_t extent, std::string name);
 
 // Convenience reductions over reduce axes.

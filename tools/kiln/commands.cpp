@@ -37,7 +37,8 @@ const char* kBenchHelp =
     "Compiles the model once, then times K runs after W warm-up runs.\n"
     "  --iters K   timed runs (default 20)\n"
     "  --warmup W  untimed runs first (default 3)\n"
-    "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n";
+    "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n"
+    "  --profile   also print the kernels taking the most time (mean over the timed runs)\n";
 
 const char* kInfoHelp =
     "usage: kiln info MODEL.onnx [--shape NAME=DxDx..]\n"
@@ -142,6 +143,7 @@ int cmd_bench(int argc, char** argv) {
   flags["iters"] = true;
   flags["warmup"] = true;
   flags["json"] = false;
+  flags["profile"] = false;
   Args a = parse(argc, argv, flags);
   if (a.has("help")) { std::cout << kBenchHelp; return 0; }
   int iters = a.get_int("iters", 20, 1), warmup = a.get_int("warmup", 3, 0);
@@ -158,6 +160,17 @@ int cmd_bench(int argc, char** argv) {
   double median = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
   double mean = 0;
   for (double v : t) mean += v / double(t.size());
+  if (a.has("profile")) {
+    auto prof = p.model->profile(p.inputs, iters);
+    double total = 0;
+    for (auto& k : prof) total += k.ms;
+    std::sort(prof.begin(), prof.end(), [](auto& x, auto& y) { return x.ms > y.ms; });
+    std::printf("%-10s %7s  %-40s %s\n", "ms", "share", "kernel", "node");
+    for (size_t i = 0; i < prof.size() && i < 25; ++i)
+      std::printf("%-10.3f %6.1f%%  %-40s %s\n", prof[i].ms, 100 * prof[i].ms / total, prof[i].kernel.c_str(),
+                  prof[i].node.c_str());
+    std::printf("total %.3f ms in %zu kernels\n", total, prof.size());
+  }
   if (a.has("json")) {
     std::printf("{\"model\": \"%s\", \"compile_ms\": %.3f, \"median_ms\": %.4f, \"min_ms\": %.4f, \"mean_ms\": %.4f, "
                 "\"max_ms\": %.4f, \"iters\": %d, \"warmup\": %d, \"threads\": %d, \"kernels\": %d}\n",
