@@ -91,9 +91,34 @@ class Emitter {
     }
   }
 
-  llvm::Value* element_ptr(const Buffer& buf, const std::vector<Expr>& idx) {
+  // Indices with adjacent pairs (x / k, x % k) over dimensions (.., k) merged into one index
+  // x over their product: the form a fused loop produces. The merged index is affine in x,
+  // so vector accesses along a fused axis stay contiguous.
+  static void merge_dims(const Buffer& buf, std::vector<Expr>* idx, Shape* shape) {
+    *shape = buf->shape;
+    for (size_t d = 0; d + 1 < idx->size(); ++d) {
+      const Expr& a = (*idx)[d];
+      const Expr& b = (*idx)[d + 1];
+      if (a.kind() != ExprKind::Binary || b.kind() != ExprKind::Binary) continue;
+      auto na = a.as<BinaryNode>(), nb = b.as<BinaryNode>();
+      int64_t ka, kb;
+      if (na->op != BinOp::FloorDiv || nb->op != BinOp::FloorMod || !na->a.same_as(nb->a) ||
+          !is_const_int(na->b, &ka) || !is_const_int(nb->b, &kb) || ka != kb || ka != (*shape)[d + 1])
+        continue;
+      Expr x = na->a;
+      (*idx)[d] = x;
+      idx->erase(idx->begin() + d + 1);
+      (*shape)[d] *= (*shape)[d + 1];
+      shape->erase(shape->begin() + d + 1);
+    }
+  }
+
+  llvm::Value* element_ptr(const Buffer& buf, const std::vector<Expr>& idx_in) {
     auto it = bufs_.find(buf.get());
     KILN_CHECK(it != bufs_.end(), "buffer ", buf->name, " used outside its scope");
+    std::vector<Expr> idx = idx_in;
+    Shape shape;
+    merge_dims(buf, &idx, &shape);
     llvm::Value* flat = b_.getInt64(0);
     for (size_t i = 0; i < idx.size(); ++i) {
       llvm::Value* v = expr(idx[i]);
@@ -101,7 +126,7 @@ class Emitter {
         flat = v;
         continue;
       }
-      auto [scaled, vi] = unify(b_.CreateMul(flat, splat_like(flat, b_.getInt64(buf->shape[i]))), v);
+      auto [scaled, vi] = unify(b_.CreateMul(flat, splat_like(flat, b_.getInt64(shape[i]))), v);
       flat = b_.CreateAdd(scaled, vi);
     }
     return b_.CreateInBoundsGEP(mem_type(buf->dtype), it->second, flat);
@@ -199,14 +224,17 @@ class Emitter {
     visit(e, [&](const Expr& x) { used |= x.kind() == ExprKind::Var && x.as<VarNode>() == vec_var_; });
     return used;
   }
-  int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx, bool* affine) {
+  int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine) {
+    std::vector<Expr> idx = idx_in;
+    Shape shape;
+    merge_dims(buf, &idx, &shape);
     int64_t total = 0, stride = 1;
     *affine = true;
     for (int d = int(idx.size()) - 1; d >= 0; --d) {
       int64_t c;
       if (!lane_stride(idx[d], &c)) { *affine = false; return 0; }
       total += c * stride;
-      stride *= buf->shape[d];
+      stride *= shape[d];
     }
     return total;
   }

@@ -43,6 +43,17 @@ Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, c
   if (body.kind() != ExprKind::Reduce) return loop_nest(op.axes, dst->shape, make_store(dst, idx, body));
   auto r = body.as<ReduceNode>();
   visit(r->body, [](const Expr& e) { KILN_CHECK(e.kind() != ExprKind::Reduce, "nested reduction"); });
+  // Reduce axes of extent 1 (a 1x1 kernel's window) are the constant 0.
+  VarMap unit;
+  std::vector<IterVar> kept;
+  for (auto& a : r->axes) {
+    if (a.extent == 1) unit[a.var.as<VarNode>()] = make_int(0);
+    else kept.push_back(a);
+  }
+  if (!unit.empty() && !kept.empty()) {
+    auto reduced = std::make_shared<ReduceNode>(r->op, simplify(substitute(r->body, unit)), kept, r->init);
+    return schedule_reduction(dst, op.axes, reduced.get(), target);
+  }
   return schedule_reduction(dst, op.axes, r, target);
 }
 

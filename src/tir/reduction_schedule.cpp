@@ -1,6 +1,7 @@
 #include "tir/reduction_schedule.h"
 
 #include "kiln/error.h"
+#include "tir/simplify.h"
 
 namespace kiln::tir {
 
@@ -33,19 +34,33 @@ Stmt reduce_loops(const ReduceNode* r, Stmt body) {
 }
 
 // Plain nest: one scalar accumulator per output element.
-Stmt scalar_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                      const std::vector<Range>& ranges) {
+// The stage being scheduled: `axes` are the loop axes (the output axes, or with the two
+// innermost fused into one), `out` the destination index in terms of them.
+struct Nest {
+  const Buffer& dst;
+  std::vector<Var> axes;
+  std::vector<Expr> out;
+  const ReduceNode* r;
+  std::shared_ptr<const ReduceNode> owned;  // r, when scheduling rewrote it (axis fusion)
+};
+
+Stmt scalar_reduction(const Nest& n, const std::vector<Range>& ranges) {
+  const Buffer& dst = n.dst;
+  const auto& axes = n.axes;
+  const ReduceNode* r = n.r;
   Buffer acc = make_buffer(dst->name + "_acc", r->dtype, {});
   Stmt update = reduce_loops(r, make_store(acc, {}, combine(r->op, load(acc, {}), r->body)));
-  std::vector<Expr> idx(axes.begin(), axes.end());
+  const std::vector<Expr>& idx = n.out;
   Stmt s = make_allocate(acc, make_seq({make_store(acc, {}, r->init), update, make_store(dst, idx, load(acc, {}))}));
   for (int d = int(axes.size()) - 1; d >= 0; --d) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
   return s;
 }
 
 // Row accumulation over the innermost axis.
-Stmt row_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                   const std::vector<Range>& ranges) {
+Stmt row_reduction(const Nest& n, const std::vector<Range>& ranges) {
+  const Buffer& dst = n.dst;
+  const auto& axes = n.axes;
+  const ReduceNode* r = n.r;
   size_t last = axes.size() - 1;
   const Var& j = axes[last];
   Range jr = ranges[last];
@@ -54,29 +69,32 @@ Stmt row_reduction(const Buffer& dst, const std::vector<Var>& axes, const Reduce
   auto over_row = [&](Stmt s) { return loop(j, jr.lo, jr.hi, s); };
   Stmt init = over_row(make_store(acc, {slot}, r->init));
   Stmt update = reduce_loops(r, over_row(make_store(acc, {slot}, combine(r->op, load(acc, {slot}), r->body))));
-  std::vector<Expr> idx(axes.begin(), axes.end());
+  const std::vector<Expr>& idx = n.out;
   Stmt s = make_allocate(acc, make_seq({init, update, over_row(make_store(dst, idx, load(acc, {slot})))}));
   for (int d = int(last) - 1; d >= 0; --d) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
   return s;
 }
 
-Stmt rows_or_scalar(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                    const std::vector<Range>& ranges) {
+Stmt rows_or_scalar(const Nest& n, const std::vector<Range>& ranges) {
+  const ReduceNode* r = n.r;
   if (ranges.empty() || ranges.back().extent() <= 0) return nullptr;
   for (auto& rg : ranges)
     if (rg.extent() <= 0) return nullptr;
   int64_t width = ranges.back().extent(), terms = 1;
   for (auto& a : r->axes) terms *= a.extent;
   if (width >= 4 && terms >= 2 && width * dtype_bytes(r->dtype) <= kMaxRowAccumulatorBytes)
-    return row_reduction(dst, axes, r, ranges);
-  return scalar_reduction(dst, axes, r, ranges);
+    return row_reduction(n, ranges);
+  return scalar_reduction(n, ranges);
 }
 
 // The register tile of `ri` rows of blocked axis `bi` by `vj` neighbouring outputs of the
 // innermost axis, over ranges whose extents along bi and the innermost axis are multiples
 // of ri and vj.
-Stmt tiled_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                     const std::vector<Range>& ranges, size_t bi, int64_t ri, int64_t vj, int64_t lanes) {
+Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, int64_t ri, int64_t vj,
+                     int64_t lanes) {
+  const Buffer& dst = n.dst;
+  const auto& axes = n.axes;
+  const ReduceNode* r = n.r;
   size_t last = axes.size() - 1;
   Var i0(axes[bi].name() + "_o"), ii(axes[bi].name() + "_t");
   Var j0(axes[last].name() + "_o"), jv(axes[last].name() + "_v"), lane(axes[last].name() + "_l");
@@ -95,7 +113,7 @@ Stmt tiled_reduction(const Buffer& dst, const std::vector<Var>& axes, const Redu
   };
   Stmt init_s = tile(make_store(acc, {ii, jj}, init));
   Stmt update = reduce_loops(r, tile(make_store(acc, {ii, jj}, combine(r->op, load(acc, {ii, jj}), body))));
-  std::vector<Expr> idx(axes.begin(), axes.end());
+  std::vector<Expr> idx = n.out;
   for (auto& e : idx) e = substitute(e, m);
   Stmt store = tile(make_store(dst, idx, load(acc, {ii, jj})));
   Stmt s = make_allocate(acc, make_seq({init_s, update, store}));
@@ -124,19 +142,76 @@ int shared_vector_loads(const Expr& body, const Var& axis, const Var& inner) {
   return n;
 }
 
+
+// Fuses the two innermost output axes into one (h = f / W, w = f % W) when that gives a
+// row of at least two vectors where the innermost axis alone is short, and every load that
+// reads the fused positions reads them as that same (f / W, f % W) pair of its own dimensions
+// (e.g. a 1x1 convolution's input), so vector accesses along f stay contiguous.
+bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes) {
+  size_t rank = shape.size();
+  if (rank < 2) return false;
+  int64_t h = shape[rank - 2], w = shape[rank - 1];
+  if (w >= 2 * lanes || h * w < 2 * lanes) return false;
+  Var f(n->axes[rank - 2].name() + "_fused");
+  Expr fe = f;
+  Expr hv = floordiv(fe, make_int(w)), wv = floormod(fe, make_int(w));
+  VarMap m{{n->axes[rank - 2].as<VarNode>(), hv}, {n->axes[rank - 1].as<VarNode>(), wv}};
+  // Simplified so that index arithmetic like (h*1 - 0) + 0 shows the bare (f / W, f % W).
+  Expr body = simplify(substitute(n->r->body, m)), init = simplify(substitute(n->r->init, m));
+  bool ok = true;
+  auto reads_fused = [&](const Expr& e) {
+    bool used = false;
+    visit(e, [&](const Expr& x) { used |= x.kind() == ExprKind::Var && x.as<VarNode>() == f.as<VarNode>(); });
+    return used;
+  };
+  visit(body, [&](const Expr& e) {
+    if (e.kind() != ExprKind::Load) return;
+    auto l = e.as<LoadNode>();
+    int uses = 0;
+    bool paired = false;
+    for (size_t d = 0; d < l->indices.size(); ++d) {
+      if (!reads_fused(l->indices[d])) continue;
+      ++uses;
+      paired |= d + 1 < l->indices.size() && l->indices[d].same_as(hv) && l->indices[d + 1].same_as(wv) &&
+                l->buffer->shape[d + 1] == w;
+    }
+    ok &= uses == 0 || (uses == 2 && paired);
+  });
+  if (!ok) return false;
+  auto fused = std::make_shared<ReduceNode>(n->r->op, body, n->r->axes, init);
+  n->axes.pop_back();
+  n->axes.back() = f;
+  n->out[rank - 2] = hv;
+  n->out[rank - 1] = wv;
+  n->r = fused.get();
+  n->owned = fused;
+  return true;
+}
+
 }  // namespace
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
                         const VectorTarget& target) {
+  Nest n{dst, axes, std::vector<Expr>(axes.begin(), axes.end()), r, nullptr};
+  Shape shape = dst->shape;
   std::vector<Range> full;
-  for (int64_t d : dst->shape) full.push_back({0, d});
-  if (axes.empty()) return scalar_reduction(dst, axes, r, full);
+  for (int64_t d : shape) full.push_back({0, d});
+  if (axes.empty()) return scalar_reduction(n, full);
+  int64_t lanes = target.vector_bytes / 4;
+  if (r->op == ReduceOp::Sum && r->dtype == DType::F32 && fuse_inner_axes(&n, shape, lanes)) {
+    int64_t w = shape.back();
+    shape.pop_back();
+    shape.back() *= w;
+    full.pop_back();
+    full.back() = {0, shape.back()};
+  }
+  r = n.r;
 
   // Register tiles: f32 sums (FMA) over at least a vector of outputs along the innermost axis.
   // The tile takes ri * vj / lanes accumulator registers, leaving a few for operands:
   // 6 x 4 vectors with 32 registers (AVX-512), 6 x 2 with 16 (AVX2).
-  size_t last = axes.size() - 1;
-  int64_t lanes = target.vector_bytes / 4, width = dst->shape[last], terms = 1;
+  size_t last = n.axes.size() - 1;
+  int64_t width = shape[last], terms = 1;
   for (auto& a : r->axes) terms *= a.extent;
   int64_t max_vectors = target.vector_registers >= 32 ? 4 : 2;
   int64_t vectors = std::min<int64_t>(max_vectors, width / lanes);
@@ -144,24 +219,24 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   size_t bi = last;
   int best = 0;
   for (size_t d = 0; d < last; ++d) {
-    int shared = shared_vector_loads(r->body, axes[d], axes[last]);
-    if (dst->shape[d] >= ri && shared > best) {
+    int shared = shared_vector_loads(r->body, n.axes[d], n.axes[last]);
+    if (shape[d] >= ri && shared > best) {
       best = shared;
       bi = d;
     }
   }
   if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || vj == 0 || bi == last || terms < 4)
-    return rows_or_scalar(dst, axes, r, full);
+    return rows_or_scalar(n, full);
 
-  int64_t i_main = dst->shape[bi] / ri * ri, j_main = width / vj * vj;
+  int64_t i_main = shape[bi] / ri * ri, j_main = width / vj * vj;
   std::vector<Range> main = full, row_tail = full, col_tail = full;
   main[bi] = {0, i_main};
   main[last] = {0, j_main};
-  row_tail[bi] = {i_main, dst->shape[bi]};
+  row_tail[bi] = {i_main, shape[bi]};
   row_tail[last] = {0, j_main};
   col_tail[last] = {j_main, width};
-  return make_seq({tiled_reduction(dst, axes, r, main, bi, ri, vj, lanes), rows_or_scalar(dst, axes, r, row_tail),
-                   rows_or_scalar(dst, axes, r, col_tail)});
+  return make_seq({tiled_reduction(n, main, bi, ri, vj, lanes), rows_or_scalar(n, row_tail),
+                   rows_or_scalar(n, col_tail)});
 }
 
 }  // namespace kiln::tir

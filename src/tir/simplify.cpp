@@ -97,8 +97,8 @@ Stmt simplify(const Stmt& s) {
       int64_t ext;
       if (is_const_int(n->extent, &ext)) {
         if (ext <= 0) return make_seq({});
-        if (ext == 1 && n->for_kind != ForKind::Parallel)
-          return substitute(n->body, VarMap{{n->var.as<VarNode>(), n->min}});
+        if (ext == 1 && n->for_kind != ForKind::Parallel)  // the body again, with the variable a constant
+          return simplify(substitute(n->body, VarMap{{n->var.as<VarNode>(), n->min}}));
       }
     }
     if (st->kind == StmtKind::IfThenElse) {
