@@ -1,5 +1,7 @@
 #include "tir/reduction_schedule.h"
 
+#include <set>
+
 #include "kiln/error.h"
 #include "tir/simplify.h"
 
@@ -90,6 +92,33 @@ Stmt rows_or_scalar(const Nest& n, const std::vector<Range>& ranges) {
 // The register tile of `ri` rows of blocked axis `bi` by `vj` neighbouring outputs of the
 // innermost axis, over ranges whose extents along bi and the innermost axis are multiples
 // of ri and vj.
+// Packs larger than this stay unpacked (the copy would not pay for itself in cache).
+constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
+
+// A load the tile can pack: it varies along the innermost output axis and the reduction only
+// (so one copy serves every other output), is f32, and the copy is not too large.
+Expr packable_load(const Nest& n, size_t last) {
+  Expr found;
+  std::set<const VarNode*> allowed{n.axes[last].as<VarNode>()};
+  for (auto& a : n.r->axes) allowed.insert(a.var.as<VarNode>());
+  visit(n.r->body, [&](const Expr& e) {
+    if (found.defined() || e.kind() != ExprKind::Load) return;
+    auto l = e.as<LoadNode>();
+    bool ok = l->dtype == DType::F32, inner = false, reduce = false;
+    for (auto& i : l->indices)
+      visit(i, [&](const Expr& x) {
+        if (x.kind() != ExprKind::Var) return;
+        const VarNode* v = x.as<VarNode>();
+        ok &= allowed.count(v) > 0;
+        inner |= v == n.axes[last].as<VarNode>();
+        reduce |= v != n.axes[last].as<VarNode>();
+      });
+    int64_t bytes = shape_numel(l->buffer->shape) * 4;
+    if (ok && inner && reduce && bytes <= kMaxPackedBytes) found = e;
+  });
+  return found;
+}
+
 Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, int64_t ri, int64_t vj,
                      int64_t lanes) {
   const Buffer& dst = n.dst;
@@ -102,7 +131,36 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
   VarMap m;
   m[axes[bi].as<VarNode>()] = Expr(i0) * make_int(ri) + ii + make_int(ranges[bi].lo);
   m[axes[last].as<VarNode>()] = Expr(j0) * make_int(vj) + jj + make_int(ranges[last].lo);
-  Expr body = substitute(r->body, m), init = substitute(r->init, m);
+  Expr body = r->body;
+  Stmt pack;
+  Buffer packed;
+  if (Expr shared = packable_load(n, last); shared.defined()) {
+    // The operand every row of the tile shares (a matmul's B) copied into panels of vj
+    // neighbouring outputs, contiguous along the reduction: the reduction loop then streams
+    // one panel instead of striding across rows. Placeholders J0 / JJ stand for the panel and
+    // the position in it until the tile's variables replace them.
+    Shape pshape{ranges[last].extent() / vj};
+    std::vector<Expr> pidx{Var("J0")};
+    for (auto& a : r->axes) {
+      pshape.push_back(a.extent);
+      pidx.push_back(a.var);
+    }
+    pshape.push_back(vj);
+    pidx.push_back(Var("JJ"));
+    packed = make_buffer(dst->name + "_packed", shared.dtype(), pshape);
+    body = rewrite(body, [&](const Expr& e) { return e.same_as(shared) ? load(packed, pidx) : e; });
+    m[pidx.front().as<VarNode>()] = j0;
+    m[pidx.back().as<VarNode>()] = jj;
+    Var pj0("pack_o"), pjj("pack_t");
+    std::vector<Expr> at{pj0};
+    for (auto& a : r->axes) at.push_back(a.var);
+    at.push_back(pjj);
+    Expr value = substitute(shared, {{axes[last].as<VarNode>(), Expr(pj0) * make_int(vj) + pjj + make_int(ranges[last].lo)}});
+    pack = reduce_loops(r, loop(pjj, 0, vj, make_store(packed, at, value)));
+    pack = loop(pj0, 0, pshape.front(), pack);
+  }
+  body = substitute(body, m);
+  Expr init = substitute(r->init, m);
   Buffer acc = make_buffer(dst->name + "_tile", r->dtype, {ri, vj});
   // Rows and vectors of the tile unrolled, lanes vectorized: every tile access has a constant
   // offset, so the tile lives in ri * vj / lanes vector registers.
@@ -121,7 +179,7 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
   s = loop(i0, 0, ranges[bi].extent() / ri, s);
   for (int d = int(last) - 1; d >= 0; --d)
     if (size_t(d) != bi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-  return s;
+  return packed ? make_allocate(packed, make_seq({pack, s})) : s;
 }
 
 // Loads of the body that vary along the innermost axis but not along `axis`: blocking `axis`
