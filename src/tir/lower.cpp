@@ -1,6 +1,7 @@
 #include "tir/lower.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "kiln/error.h"
@@ -38,7 +39,39 @@ Stmt loop_nest(const std::vector<Var>& axes, const Shape& shape, Stmt body) {
   return body;
 }
 
-Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, const VectorTarget& target) {
+bool reads(const Expr& body, const Buffer& b) {
+  bool found = false;
+  visit(body, [&](const Expr& e) { found |= e.kind() == ExprKind::Load && e.as<LoadNode>()->buffer == b; });
+  return found;
+}
+
+// Whether every load of `b` in `body` is at exactly the position `axes`.
+bool reads_only_at(const Expr& body, const Buffer& b, const std::vector<Var>& axes) {
+  bool ok = true;
+  visit(body, [&](const Expr& e) {
+    if (e.kind() != ExprKind::Load || e.as<LoadNode>()->buffer != b) return;
+    const auto& idx = e.as<LoadNode>()->indices;
+    for (size_t d = 0; d < idx.size(); ++d) ok &= idx[d].same_as(axes[d]);
+  });
+  return ok;
+}
+
+// `body` (over `consumer_axes`) as the epilogue of a reduction into `b` over `reduce_axes`.
+Epilogue as_epilogue(const Expr& body, const Buffer& b, const std::vector<Var>& consumer_axes,
+                     const std::vector<Var>& reduce_axes) {
+  Epilogue ep;
+  ep.result = Var(b->name + "_result", b->dtype);
+  Expr v = rewrite(body, [&](const Expr& e) {
+    return e.kind() == ExprKind::Load && e.as<LoadNode>()->buffer == b ? Expr(ep.result) : e;
+  });
+  VarMap m;
+  for (size_t d = 0; d < consumer_axes.size(); ++d) m[consumer_axes[d].as<VarNode>()] = reduce_axes[d];
+  ep.value = substitute(v, m);
+  return ep;
+}
+
+Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, const VectorTarget& target,
+                 const Epilogue& epilogue = {}) {
   std::vector<Expr> idx(op.axes.begin(), op.axes.end());
   if (body.kind() != ExprKind::Reduce) return loop_nest(op.axes, dst->shape, make_store(dst, idx, body));
   auto r = body.as<ReduceNode>();
@@ -52,9 +85,9 @@ Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, c
   }
   if (!unit.empty() && !kept.empty()) {
     auto reduced = std::make_shared<ReduceNode>(r->op, simplify(substitute(r->body, unit)), kept, r->init);
-    return schedule_reduction(dst, op.axes, reduced.get(), target);
+    return schedule_reduction(dst, op.axes, reduced.get(), target, epilogue);
   }
-  return schedule_reduction(dst, op.axes, r, target);
+  return schedule_reduction(dst, op.axes, r, target, epilogue);
 }
 
 }  // namespace
@@ -86,6 +119,32 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
   std::vector<std::shared_ptr<ComputeOpNode>> keep;  // owns the rewritten inlined stages
   std::vector<Buffer> scratch;
   std::vector<Stmt> stmts;
+
+  // Reductions that are not outputs wait for their consumer: when the only stage reading them
+  // (through inlined stages) is elementwise and reads each result at its own position, the
+  // consumer becomes the reduction's epilogue and the intermediate is never stored.
+  std::map<const BufferNode*, std::vector<const BufferNode*>> readers;
+  for (auto& t : order)
+    if (t.op())
+      for (auto& in : t.op()->inputs) readers[in.buffer().get()].push_back(t.buffer().get());
+  struct Pending {
+    Tensor stage;
+    Expr body;
+  };
+  std::vector<Pending> pending;
+  auto emit_pending = [&](const Pending& p) {
+    scratch.push_back(p.stage.buffer());
+    stmts.push_back(lower_stage(p.stage.buffer(), *p.stage.op(), p.body, target));
+  };
+  auto sole_reader = [&](const BufferNode* b) -> const BufferNode* {
+    for (;;) {
+      auto it = readers.find(b);
+      if (it == readers.end() || it->second.size() != 1) return nullptr;
+      b = it->second[0];
+      if (!inlined.count(b)) return b;
+    }
+  };
+
   for (auto& t : order) {
     if (!t.op()) continue;
     Expr body = inline_loads(t.op()->body, inlined);
@@ -98,9 +157,36 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
       keep.push_back(copy);
       continue;
     }
+    // The pending reductions t reads: at most one becomes t's producer with t as its
+    // epilogue; the others are stored first.
+    std::optional<Pending> producer;
+    for (auto it = pending.begin(); it != pending.end();) {
+      const Buffer& pb = it->stage.buffer();
+      if (!reads(body, pb)) {
+        ++it;
+        continue;
+      }
+      if (!producer && body.kind() != ExprKind::Reduce && sole_reader(pb.get()) == t.buffer().get() &&
+          pb->shape == t.shape() && reads_only_at(body, pb, t.op()->axes))
+        producer = *it;
+      else
+        emit_pending(*it);
+      it = pending.erase(it);
+    }
+    if (producer) {
+      Epilogue ep = as_epilogue(body, producer->stage.buffer(), t.op()->axes, producer->stage.op()->axes);
+      stmts.push_back(lower_stage(t.buffer(), *producer->stage.op(), producer->body, target, ep));
+      if (!is_output) scratch.push_back(t.buffer());
+      continue;
+    }
+    if (!is_output && body.kind() == ExprKind::Reduce) {
+      pending.push_back({t, body});
+      continue;
+    }
     if (!is_output) scratch.push_back(t.buffer());
     stmts.push_back(lower_stage(t.buffer(), *t.op(), body, target));
   }
+  for (auto& p : pending) emit_pending(p);
 
   PrimFunc f;
   f.name = name;

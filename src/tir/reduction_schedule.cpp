@@ -44,6 +44,13 @@ struct Nest {
   std::vector<Expr> out;
   const ReduceNode* r;
   std::shared_ptr<const ReduceNode> owned;  // r, when scheduling rewrote it (axis fusion)
+  Epilogue epilogue;                        // in terms of `axes`
+
+  // The value stored for an output whose reduction result is `acc`.
+  Expr stored(const Expr& acc) const {
+    if (!epilogue.value.defined()) return acc;
+    return substitute(epilogue.value, {{epilogue.result.as<VarNode>(), acc}});
+  }
 };
 
 Stmt scalar_reduction(const Nest& n, const std::vector<Range>& ranges) {
@@ -53,7 +60,7 @@ Stmt scalar_reduction(const Nest& n, const std::vector<Range>& ranges) {
   Buffer acc = make_buffer(dst->name + "_acc", r->dtype, {});
   Stmt update = reduce_loops(r, make_store(acc, {}, combine(r->op, load(acc, {}), r->body)));
   const std::vector<Expr>& idx = n.out;
-  Stmt s = make_allocate(acc, make_seq({make_store(acc, {}, r->init), update, make_store(dst, idx, load(acc, {}))}));
+  Stmt s = make_allocate(acc, make_seq({make_store(acc, {}, r->init), update, make_store(dst, idx, n.stored(load(acc, {})))}));
   for (int d = int(axes.size()) - 1; d >= 0; --d) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
   return s;
 }
@@ -72,7 +79,7 @@ Stmt row_reduction(const Nest& n, const std::vector<Range>& ranges) {
   Stmt init = over_row(make_store(acc, {slot}, r->init));
   Stmt update = reduce_loops(r, over_row(make_store(acc, {slot}, combine(r->op, load(acc, {slot}), r->body))));
   const std::vector<Expr>& idx = n.out;
-  Stmt s = make_allocate(acc, make_seq({init, update, over_row(make_store(dst, idx, load(acc, {slot})))}));
+  Stmt s = make_allocate(acc, make_seq({init, update, over_row(make_store(dst, idx, n.stored(load(acc, {slot}))))}));
   for (int d = int(last) - 1; d >= 0; --d) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
   return s;
 }
@@ -173,7 +180,8 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
   Stmt update = reduce_loops(r, tile(make_store(acc, {ii, jj}, combine(r->op, load(acc, {ii, jj}), body))));
   std::vector<Expr> idx = n.out;
   for (auto& e : idx) e = substitute(e, m);
-  Stmt store = tile(make_store(dst, idx, load(acc, {ii, jj})));
+  Expr stored = n.stored(load(acc, {ii, jj}));
+  Stmt store = tile(make_store(dst, idx, substitute(stored, m)));
   Stmt s = make_allocate(acc, make_seq({init_s, update, store}));
   s = loop(j0, 0, ranges[last].extent() / vj, s);
   s = loop(i0, 0, ranges[bi].extent() / ri, s);
@@ -241,6 +249,7 @@ bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes) {
   n->axes.back() = f;
   n->out[rank - 2] = hv;
   n->out[rank - 1] = wv;
+  if (n->epilogue.value.defined()) n->epilogue.value = substitute(n->epilogue.value, m);
   n->r = fused.get();
   n->owned = fused;
   return true;
@@ -249,8 +258,8 @@ bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes) {
 }  // namespace
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                        const VectorTarget& target) {
-  Nest n{dst, axes, std::vector<Expr>(axes.begin(), axes.end()), r, nullptr};
+                        const VectorTarget& target, const Epilogue& epilogue) {
+  Nest n{dst, axes, std::vector<Expr>(axes.begin(), axes.end()), r, nullptr, epilogue};
   Shape shape = dst->shape;
   std::vector<Range> full;
   for (int64_t d : shape) full.push_back({0, d});

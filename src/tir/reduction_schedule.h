@@ -18,7 +18,14 @@ struct VectorTarget {
   int vector_bytes = 32;     // 32: AVX2, 64: AVX-512
   int vector_registers = 16;
 };
+// An elementwise consumer applied to each result as it is stored (a fused epilogue: bias,
+// batch-norm scale, activation, residual add...): `value` is the stored value in terms of the
+// output axes and of `result`, the reduction's value.
+struct Epilogue {
+  Expr value;
+  Var result;
+};
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                        const VectorTarget& target);
+                        const VectorTarget& target, const Epilogue& epilogue = {});
 
 }  // namespace kiln::tir
