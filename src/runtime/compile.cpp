@@ -53,6 +53,7 @@ bool is_builtin(const std::string& op) {
 struct Kernel {
   tir::PrimFunc func;              // compiled kernel, or
   std::function<void(void**)> host;  // host operator
+  bool dead = false;                 // fused into a later kernel
 
   std::string node_label;
   std::vector<std::string> args;  // value names, parameter order
@@ -105,7 +106,7 @@ class Compiler {
     // Kernels of nodes that dead-code elimination removed are dropped too.
     std::set<std::string> live;
     for (auto& n : g.nodes) live.insert(n.label());
-    std::erase_if(kernels_, [&](const Kernel& k) { return !live.count(k.node_label); });
+    std::erase_if(kernels_, [&](const Kernel& k) { return k.dead || !live.count(k.node_label); });
     dump_graph("final", g);
     return g;
   }
@@ -143,6 +144,14 @@ class Compiler {
   std::vector<PassTiming> timings_;
   std::vector<Kernel> kernels_;
   std::set<std::string> specialized_;  // graph inputs whose values kernels depend on
+  struct Producer {
+    size_t kernel;                      // index in kernels_
+    tir::Tensor out;                    // its single output, as computed
+    std::vector<tir::Tensor> params;    // its inputs
+    std::vector<std::string> args;      // their value names
+  };
+  std::map<std::string, Producer> producers_;  // values a consumer may still fuse with
+  std::map<std::string, int> uses_;            // readers of each value (graph outputs count twice)
 
   template <typename F>
   graph::Graph pass(const std::string& name, F&& f) {
@@ -323,7 +332,54 @@ class Compiler {
     kernels_.push_back(std::move(k));
   }
 
+  // Elementwise consumers join their producer's kernel: when node `n` reads a value that only
+  // it uses, made by a kernel with that single output, and every output of `n` is elementwise
+  // (no reduction), `n` is converted again over the producer's tensor instead of a
+  // placeholder; the producer's kernel is dropped and the new kernel computes both (the
+  // producer's result is inlined, or the consumer becomes a reduction's epilogue).
+  void fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
+                          const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
+                          std::vector<tir::Tensor>& params, std::vector<std::string>& arg_names) {
+    for (auto& o : outs)
+      if (!o.op() || o.op()->body.kind() == tir::ExprKind::Reduce) return;
+    for (size_t i = 0; i < ins.size(); ++i) {
+      auto it = ins[i].defined() ? producers_.find(n.inputs[i]) : producers_.end();
+      if (it == producers_.end() || uses_[n.inputs[i]] != 1) continue;
+      Producer p = it->second;
+      producers_.erase(it);
+      std::vector<tir::Tensor> fused_ins = ins;
+      fused_ins[i] = p.out;
+      ops::OpContext ctx(n, fused_ins, values);
+      std::vector<tir::Tensor> fused_outs = info->convert(ctx);
+      std::vector<tir::Tensor> used;
+      for (size_t k = 0; k < n.outputs.size(); ++k)
+        if (!n.outputs[k].empty()) used.push_back(fused_outs[k]);
+      outs = used;
+      params = p.params;
+      arg_names = p.args;
+      for (size_t k = 0; k < ins.size(); ++k)
+        if (k != i && ins[k].defined()) {
+          params.push_back(ins[k]);
+          arg_names.push_back(n.inputs[k]);
+        }
+      kernels_[p.kernel].dead = true;
+      return;
+    }
+  }
+
   graph::Graph sweep(graph::Graph g) {
+    // Values that graph outputs, sequences or If/Loop bodies read may be read again by nodes
+    // created later in this sweep: they count twice, so they are always stored.
+    std::function<void(const graph::Graph&, int)> count = [&](const graph::Graph& gr, int weight) {
+      for (auto& n : gr.nodes) {
+        int w = SequenceLowering::is_sequence_op(n.op_type) ? 2 : weight;
+        for (auto& in : n.inputs) uses_[in] += w;
+        for (auto& kv : n.attrs)
+          if (kv.second.graph) count(*kv.second.graph, 2);
+      }
+      for (auto& o : gr.outputs) uses_[o] += 2;
+    };
+    count(g, 1);
     std::deque<graph::Node> work(g.nodes.begin(), g.nodes.end());
     std::vector<graph::Node> kept;
     SequenceLowering sequences;
@@ -415,8 +471,6 @@ class Compiler {
           const_args.push_back(values[i]);
         }
       std::string kname = "k" + std::to_string(index++) + "_" + sanitize(n.name).substr(0, 48);
-      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
-      f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       // Scalars and small integer tensors computed from inputs the model is specialized on are
       // shape arithmetic (sizes, counts, limits): fold them too, so later shapes are known.
       bool shape_like = all_known && !used_outs.empty();
@@ -425,14 +479,21 @@ class Compiler {
       if (all_const || shape_like) {
         for (size_t i = 0; i < ins.size(); ++i)
           if (spec[i]) specialized_.insert(n.inputs[i]);
+        tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
         auto results = evaluate(f, const_args, used_outs);
         for (size_t i = 0; i < out_names.size(); ++i) set_constant(g, out_names[i], std::move(results[i]));
         continue;
       }
       for (size_t i = 0; i < ins.size(); ++i)
         if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
+      fuse_into_producer(n, info, ins, values, used_outs, params, arg_names);
+      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
+      f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
-      kernels_.push_back({f, nullptr, n.label(), arg_names});
+      kernels_.push_back({f, nullptr, false, n.label(), arg_names});
+      if (used_outs.size() == 1 && uses_[out_names[0]] == 1)
+        producers_[out_names[0]] = {kernels_.size() - 1, used_outs[0], params,
+                                    std::vector<std::string>(arg_names.begin(), arg_names.end() - 1)};
       kept.push_back(std::move(n));
     }
     g.nodes = std::move(kept);
