@@ -131,6 +131,46 @@ Tensor conv_reduce(const Tensor& x, const Tensor& w, const ConvTerms& terms, con
   }, name);
 }
 
+// Output rows narrower than this read their windows through a staged copy (below): a
+// register tile wants at least two vectors of neighbouring outputs.
+constexpr int64_t kMinRowForDirectWindows = 16;
+
+// The windows of a float convolution laid out as columns (im2col):
+// cols[n, c, k..., o...] = x[n, c, o*stride + k*dilation], over an input that needs no guards.
+// The reduction then reads, for each kernel tap, all output positions contiguously; it is used
+// for narrow outputs (late ResNet stages) and strided 1x1 convolutions (a plain subsample).
+Tensor conv_columns(const Tensor& x, const Window& win, const std::string& name) {
+  Shape shape{x.dim(0), x.dim(1)};
+  shape.insert(shape.end(), win.kernel.begin(), win.kernel.end());
+  shape.insert(shape.end(), win.out.begin(), win.out.end());
+  int r = win.rank();
+  return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
+    std::vector<Expr> idx{i[0], i[1]};
+    for (int d = 0; d < r; ++d) idx.push_back(win.input_coord(d, i[2 + r + d], i[2 + d]));
+    return x(idx);
+  }, name);
+}
+
+// The convolution over columns: y[n, m, o] = init(m) + sum_{c, k} cols[n, g*Cg + c, k, o] * w[m, c, k].
+Tensor conv_reduce_columns(const Tensor& cols, const Tensor& w, const ConvTerms& terms, const Window& win,
+                           int64_t group, const std::string& name) {
+  int64_t out_channels = w.dim(0), group_channels = w.dim(1), out_per_group = out_channels / group;
+  Shape out{cols.dim(0), out_channels};
+  out.insert(out.end(), win.out.begin(), win.out.end());
+  return tir::compute(out, [&](const std::vector<Var>& i) {
+    ConvAxes axes = conv_axes(group_channels, win.kernel, name);
+    Expr m = i[1];
+    Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
+    std::vector<Expr> taps = axes.kernel_exprs();
+    std::vector<Expr> idx{i[0], c};
+    idx.insert(idx.end(), taps.begin(), taps.end());
+    idx.insert(idx.end(), i.begin() + 2, i.end());
+    Expr xv = terms.x_value(cols(idx), c);
+    Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, taps)), m);
+    return reduction(terms, xv * wv, axes, m);
+  }, name);
+}
+
 Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms, const std::string& name) {
   check_ranks(ctx, x, w);
   int64_t out_channels = w.dim(0), group_channels = w.dim(1);
@@ -143,12 +183,19 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
   // inputs keep the guarded read: their padding is the zero point, not 0.
   if (!dtype_is_float(x.dtype())) return conv_reduce(x, w, terms, win, group, name);
   Tensor padded = pad_input(x, win, name + "_padded");
-  if (padded.buffer() == x.buffer()) return conv_reduce(x, w, terms, win, group, name);
   Window inner = win;
   for (int d = 0; d < win.rank(); ++d) {
     inner.in[d] = padded.dim(2 + d);
     inner.pad_begin[d] = inner.pad_end[d] = 0;
   }
+  bool unit_kernel = true, unit_stride = true;
+  for (int d = 0; d < win.rank(); ++d) {
+    unit_kernel &= win.kernel[d] == 1;
+    unit_stride &= win.strides[d] == 1;
+  }
+  bool narrow = win.rank() > 0 && win.out.back() < kMinRowForDirectWindows && !unit_kernel;
+  if (win.rank() > 0 && (narrow || (unit_kernel && !unit_stride)))
+    return conv_reduce_columns(conv_columns(padded, inner, name + "_cols"), w, terms, inner, group, name);
   return conv_reduce(padded, w, terms, inner, group, name);
 }
 

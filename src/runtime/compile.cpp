@@ -340,8 +340,16 @@ class Compiler {
   void fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
                           const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
                           std::vector<tir::Tensor>& params, std::vector<std::string>& arg_names) {
+    // Elementwise: no stage of the consumer's own computation (down to its placeholders) reduces.
+    std::function<bool(const tir::Tensor&)> reduces = [&](const tir::Tensor& t) {
+      if (!t.op()) return false;
+      if (t.op()->body.kind() == tir::ExprKind::Reduce) return true;
+      for (auto& in : t.op()->inputs)
+        if (reduces(in)) return true;
+      return false;
+    };
     for (auto& o : outs)
-      if (!o.op() || o.op()->body.kind() == tir::ExprKind::Reduce) return;
+      if (!o.op() || reduces(o)) return;
     for (size_t i = 0; i < ins.size(); ++i) {
       auto it = ins[i].defined() ? producers_.find(n.inputs[i]) : producers_.end();
       if (it == producers_.end() || uses_[n.inputs[i]] != 1) continue;
