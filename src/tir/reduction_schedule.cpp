@@ -283,15 +283,21 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   int64_t max_vectors = target.vector_registers >= 32 ? 4 : 2;
   int64_t vectors = std::min<int64_t>(max_vectors, width / lanes);
   int64_t vj = vectors * lanes, ri = 6;
+  // The blocked axis: the one whose rows share the most vector loads, preferring axes long
+  // enough for 6 rows; failing those, a shorter one with fewer rows (a batch-1 Gemm's M = 1).
   size_t bi = last;
-  int best = 0;
-  for (size_t d = 0; d < last; ++d) {
-    int shared = shared_vector_loads(r->body, n.axes[d], n.axes[last]);
-    if (shape[d] >= ri && shared > best) {
-      best = shared;
-      bi = d;
+  for (int64_t min_rows : {ri, int64_t(1)}) {
+    int best = 0;
+    for (size_t d = 0; d < last; ++d) {
+      int shared = shared_vector_loads(r->body, n.axes[d], n.axes[last]);
+      if (shape[d] >= min_rows && shared > best) {
+        best = shared;
+        bi = d;
+      }
     }
+    if (bi != last) break;
   }
+  if (bi != last) ri = std::min(ri, shape[bi]);
   if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || vj == 0 || bi == last || terms < 4)
     return rows_or_scalar(n, full);
 
