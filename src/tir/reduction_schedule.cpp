@@ -301,15 +301,25 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || vj == 0 || bi == last || terms < 4)
     return rows_or_scalar(n, full);
 
-  int64_t i_main = shape[bi] / ri * ri, j_main = width / vj * vj;
-  std::vector<Range> main = full, row_tail = full, col_tail = full;
-  main[bi] = {0, i_main};
-  main[last] = {0, j_main};
-  row_tail[bi] = {i_main, shape[bi]};
-  row_tail[last] = {0, j_main};
-  col_tail[last] = {j_main, width};
-  return make_seq({tiled_reduction(n, main, bi, ri, vj, lanes), rows_or_scalar(n, row_tail),
-                   rows_or_scalar(n, col_tail)});
+  // Column bands: full-width tiles, then one-vector tiles for what is left (28 = 16 + 8 + 4),
+  // then plain rows for the last columns; rows beyond a multiple of ri in each band go plain.
+  int64_t i_main = shape[bi] / ri * ri, j = 0;
+  std::vector<Stmt> parts;
+  for (int64_t band : {vj, lanes}) {
+    int64_t j_end = j + (width - j) / band * band;
+    if (j_end == j) continue;
+    std::vector<Range> tile = full, row_tail = full;
+    tile[bi] = {0, i_main};
+    tile[last] = row_tail[last] = {j, j_end};
+    row_tail[bi] = {i_main, shape[bi]};
+    parts.push_back(tiled_reduction(n, tile, bi, ri, band, lanes));
+    parts.push_back(rows_or_scalar(n, row_tail));
+    j = j_end;
+  }
+  std::vector<Range> col_tail = full;
+  col_tail[last] = {j, width};
+  parts.push_back(rows_or_scalar(n, col_tail));
+  return make_seq(parts);
 }
 
 }  // namespace kiln::tir
