@@ -110,3 +110,25 @@ TEST(Codegen, ObjectAndAssemblyFromTheSamePath) {
 }
 
 }  // namespace
+
+#include "runtime/memory_plan.h"
+
+namespace {
+
+TEST(MemoryPlan, DisjointLifetimesShareAndOverlappingOnesDoNot) {
+  // a [0,1] and c [2,3] never live together; b [1,2] overlaps both.
+  std::vector<kiln::Lifetime> l = {{1000, 0, 1}, {500, 1, 2}, {1000, 2, 3}};
+  kiln::MemoryPlan p = kiln::plan_memory(l, 64);
+  EXPECT_EQ(p.offsets[0], p.offsets[2]);  // a and c share
+  auto overlaps = [&](size_t i, size_t j) {
+    size_t ei = p.offsets[i] + 1024, ej = p.offsets[j] + (j == 1 ? 512 : 1024);
+    return p.offsets[i] < ej && p.offsets[j] < ei;
+  };
+  EXPECT_FALSE(overlaps(0, 1));
+  EXPECT_FALSE(overlaps(2, 1));
+  EXPECT_EQ(p.arena_bytes, 1024u + 512u);
+  EXPECT_EQ(p.unshared_bytes, 1024u + 512u + 1024u);
+  for (size_t o : p.offsets) EXPECT_EQ(o % 64, 0u);
+}
+
+}  // namespace

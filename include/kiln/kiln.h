@@ -68,6 +68,10 @@ class Model {
   const std::vector<PassTiming>& timings() const;
   double compile_ms() const;
   int num_kernels() const;
+  // Planned peak memory of intermediates (one arena per run, buffers with disjoint lifetimes
+  // sharing space), and what they would take without sharing.
+  size_t intermediate_bytes() const;
+  size_t unshared_intermediate_bytes() const;
 
   struct Impl;
 

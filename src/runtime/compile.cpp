@@ -10,6 +10,7 @@
 #include "onnx/importer.h"
 #include "ops/registry.h"
 #include "runtime/compiler.h"
+#include "runtime/memory_plan.h"
 #include "runtime/model_impl.h"
 #include "runtime/sequences.h"
 #include "runtime/thread_pool.h"
@@ -508,6 +509,27 @@ class Compiler {
     return g;
   }
 
+  // Offsets of the intermediates in the per-run arena, from their lifetimes over the steps.
+  static void plan_intermediates(Model::Impl& m) {
+    std::vector<int> temps;
+    std::vector<Lifetime> lifetimes;
+    std::map<int, size_t> index;
+    for (size_t k = 0; k < m.steps.size(); ++k)
+      for (int a : m.steps[k].args) {
+        if (m.slots[a].kind != BufferSlot::Kind::Temp) continue;
+        auto [it, fresh] = index.try_emplace(a, lifetimes.size());
+        if (fresh) {
+          temps.push_back(a);
+          lifetimes.push_back({m.slots[a].bytes(), int(k), int(k)});
+        }
+        lifetimes[it->second].last = int(k);
+      }
+    MemoryPlan p = plan_memory(lifetimes);
+    for (size_t i = 0; i < temps.size(); ++i) m.slots[temps[i]].arena_offset = p.offsets[i];
+    m.arena_bytes = p.arena_bytes;
+    m.unshared_bytes = p.unshared_bytes;
+  }
+
   void plan(const graph::Graph& g, Model::Impl& m) {
     std::map<std::string, int> slot_of;
     auto slot = [&](const std::string& name) {
@@ -550,6 +572,7 @@ class Compiler {
       for (auto& a : k.args) st.args.push_back(slot(a));
       m.steps.push_back(std::move(st));
     }
+    plan_intermediates(m);
     for (auto& name : g.outputs) {
       const graph::Value& v = g.value(name);
       if (!v.typed) fail(g.source, ": output '", name, "' has no known type");

@@ -9,7 +9,6 @@ namespace kiln {
 
 namespace {
 constexpr size_t kAlign = 64;
-size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
@@ -26,6 +25,8 @@ const std::vector<TensorInfo>& Model::outputs() const { return impl_->outputs; }
 const std::vector<PassTiming>& Model::timings() const { return impl_->timings; }
 double Model::compile_ms() const { return impl_->compile_ms; }
 int Model::num_kernels() const { return int(impl_->steps.size()); }
+size_t Model::intermediate_bytes() const { return impl_->arena_bytes; }
+size_t Model::unshared_intermediate_bytes() const { return impl_->unshared_bytes; }
 
 std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const { return run_steps(inputs, nullptr); }
 
@@ -57,13 +58,10 @@ std::vector<HostTensor> Model::run_steps(const std::vector<HostTensor>& inputs, 
 
   std::vector<void*> ptrs(m.slots.size(), nullptr);
   std::vector<HostTensor> outputs(m.outputs.size());
-  size_t arena_bytes = 0;
-  for (auto& s : m.slots)
-    if (s.kind == BufferSlot::Kind::Temp) arena_bytes += align_up(s.bytes());
+  size_t arena_bytes = m.arena_bytes;
   std::unique_ptr<void, FreeDeleter> arena(arena_bytes ? std::aligned_alloc(kAlign, arena_bytes) : nullptr);
   if (arena_bytes && !arena) fail("out of memory allocating ", arena_bytes, " bytes of intermediates");
   static char empty_buffer[kAlign];
-  size_t offset = 0;
   for (size_t i = 0; i < m.slots.size(); ++i) {
     const BufferSlot& s = m.slots[i];
     switch (s.kind) {
@@ -74,8 +72,7 @@ std::vector<HostTensor> Model::run_steps(const std::vector<HostTensor>& inputs, 
         ptrs[i] = outputs[s.io_index].data();
         break;
       case BufferSlot::Kind::Temp:
-        ptrs[i] = static_cast<char*>(arena.get()) + offset;
-        offset += align_up(s.bytes());
+        ptrs[i] = static_cast<char*>(arena.get()) + s.arena_offset;
         break;
     }
     if (!ptrs[i]) ptrs[i] = empty_buffer;  // zero-sized tensors

@@ -14,6 +14,7 @@ struct BufferSlot {
   Kind kind = Kind::Temp;
   int io_index = -1;                          // graph input / output position
   std::shared_ptr<const HostTensor> constant;  // Kind::Constant
+  size_t arena_offset = 0;                     // Kind::Temp: place in the per-run arena
   size_t bytes() const { return size_t(shape_numel(shape)) * dtype_bytes(dtype); }
 };
 
@@ -34,6 +35,8 @@ struct Model::Impl {
   std::vector<TensorInfo> inputs, outputs;
   std::map<int, HostTensor> specialized;  // graph input index -> value the model was built for
   std::vector<PassTiming> timings;
+  size_t arena_bytes = 0;     // planned peak of intermediates
+  size_t unshared_bytes = 0;  // the same without sharing
   double compile_ms = 0;
   int threads = 1;
   std::unique_ptr<ThreadPool> pool;  // workers for parallel loops, shared by concurrent runs

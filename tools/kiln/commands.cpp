@@ -173,11 +173,15 @@ int cmd_bench(int argc, char** argv) {
   }
   if (a.has("json")) {
     std::printf("{\"model\": \"%s\", \"compile_ms\": %.3f, \"median_ms\": %.4f, \"min_ms\": %.4f, \"mean_ms\": %.4f, "
-                "\"max_ms\": %.4f, \"iters\": %d, \"warmup\": %d, \"threads\": %d, \"kernels\": %d}\n",
+                "\"max_ms\": %.4f, \"iters\": %d, \"warmup\": %d, \"threads\": %d, \"kernels\": %d, "
+                "\"intermediate_bytes\": %zu, \"unshared_intermediate_bytes\": %zu}\n",
                 a.model.c_str(), p.model->compile_ms(), median, s.front(), mean, s.back(), iters, warmup,
-                p.opts.threads, p.model->num_kernels());
+                p.opts.threads, p.model->num_kernels(), p.model->intermediate_bytes(),
+                p.model->unshared_intermediate_bytes());
   } else {
-    std::printf("%s: compile %.1f ms, %d kernels\n", a.model.c_str(), p.model->compile_ms(), p.model->num_kernels());
+    std::printf("%s: compile %.1f ms, %d kernels, planned intermediates %.2f MB (%.2f MB without sharing)\n",
+                a.model.c_str(), p.model->compile_ms(), p.model->num_kernels(), p.model->intermediate_bytes() / 1e6,
+                p.model->unshared_intermediate_bytes() / 1e6);
     std::printf("run (%d iters, %d warm-up, %d thread%s): median %.3f ms, min %.3f ms, mean %.3f ms, max %.3f ms\n",
                 iters, warmup, p.opts.threads, p.opts.threads > 1 ? "s" : "", median, s.front(), mean, s.back());
   }
