@@ -57,6 +57,7 @@ struct Kernel {
   bool dead = false;                 // fused into a later kernel
 
   std::string node_label;
+  std::string fused;  // the nodes fused into this kernel before node_label's, "A + B + " when any
   std::vector<std::string> args;  // value names, parameter order
 };
 
@@ -338,9 +339,10 @@ class Compiler {
   // (no reduction), `n` is converted again over the producer's tensor instead of a
   // placeholder; the producer's kernel is dropped and the new kernel computes both (the
   // producer's result is inlined, or the consumer becomes a reduction's epilogue).
-  void fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
-                          const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
-                          std::vector<tir::Tensor>& params, std::vector<std::string>& arg_names) {
+  // Returns the fused producer's description ("node 'a' (Conv) + "), or "" when nothing fused.
+  std::string fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
+                                 const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
+                                 std::vector<tir::Tensor>& params, std::vector<std::string>& arg_names) {
     // Elementwise: no stage of the consumer's own computation (down to its placeholders) reduces.
     std::function<bool(const tir::Tensor&)> reduces = [&](const tir::Tensor& t) {
       if (!t.op()) return false;
@@ -350,7 +352,7 @@ class Compiler {
       return false;
     };
     for (auto& o : outs)
-      if (!o.op() || reduces(o)) return;
+      if (!o.op() || reduces(o)) return "";
     for (size_t i = 0; i < ins.size(); ++i) {
       auto it = ins[i].defined() ? producers_.find(n.inputs[i]) : producers_.end();
       if (it == producers_.end() || uses_[n.inputs[i]] != 1) continue;
@@ -372,8 +374,9 @@ class Compiler {
           arg_names.push_back(n.inputs[k]);
         }
       kernels_[p.kernel].dead = true;
-      return;
+      return kernels_[p.kernel].fused + kernels_[p.kernel].node_label + " + ";
     }
+    return "";
   }
 
   graph::Graph sweep(graph::Graph g) {
@@ -495,11 +498,11 @@ class Compiler {
       }
       for (size_t i = 0; i < ins.size(); ++i)
         if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
-      fuse_into_producer(n, info, ins, values, used_outs, params, arg_names);
+      std::string fused = fuse_into_producer(n, info, ins, values, used_outs, params, arg_names);
       tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
       f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
-      kernels_.push_back({f, nullptr, false, n.label(), arg_names});
+      kernels_.push_back({f, nullptr, false, n.label(), fused, arg_names});
       if (used_outs.size() == 1 && uses_[out_names[0]] == 1)
         producers_[out_names[0]] = {kernels_.size() - 1, used_outs[0], params,
                                     std::vector<std::string>(arg_names.begin(), arg_names.end() - 1)};
@@ -566,7 +569,7 @@ class Compiler {
     for (auto& k : kernels_) {
       Step st;
       st.kernel = k.func.name;
-      st.node = k.node_label;
+      st.node = k.fused + k.node_label;
       if (k.host) st.host = k.host;
       else st.fn = m.lib->lookup(k.func.name);
       for (auto& a : k.args) st.args.push_back(slot(a));
