@@ -154,6 +154,8 @@ class Compiler {
   };
   std::map<std::string, Producer> producers_;  // values a consumer may still fuse with
   std::map<std::string, int> uses_;            // readers of each value (graph outputs count twice)
+  // Constants made for kernels rather than the graph (packed weights), by argument name.
+  std::map<std::string, std::shared_ptr<const HostTensor>> prepared_;
 
   template <typename F>
   graph::Graph pass(const std::string& name, F&& f) {
@@ -192,11 +194,11 @@ class Compiler {
   }
 
   // Runs one kernel on constant inputs now (constant folding through the same compiler).
-  std::vector<HostTensor> evaluate(const tir::PrimFunc& f, const std::vector<const HostTensor*>& ins,
-                                   const std::vector<tir::Tensor>& outs) {
+  // Runs kernel `f` once now on constant inputs; its last params are the outputs.
+  std::vector<HostTensor> evaluate(const tir::PrimFunc& f, const std::vector<const HostTensor*>& ins) {
     auto lib = codegen::JitLibrary::compile({f}, codegen_options(1));
     std::vector<HostTensor> results;
-    for (auto& o : outs) results.emplace_back(o.dtype(), o.shape());
+    for (size_t i = ins.size(); i < f.params.size(); ++i) results.emplace_back(f.params[i]->dtype, f.params[i]->shape);
     std::vector<void*> args;
     static char empty[64];
     for (auto* t : ins) args.push_back(t->bytes.empty() ? empty : const_cast<void*>(t->data()));
@@ -339,6 +341,26 @@ class Compiler {
   // (no reduction), `n` is converted again over the producer's tensor instead of a
   // placeholder; the producer's kernel is dropped and the new kernel computes both (the
   // producer's result is inlined, or the consumer becomes a reduction's epilogue).
+  // Scratch buffers a kernel fills from constants only (packed weight panels) are filled once,
+  // now, and become constant inputs of the kernel (`arg_names` gets their value names).
+  void hoist_constant_fills(graph::Graph& g, tir::PrimFunc& f, std::vector<std::string>& arg_names) {
+    std::set<const tir::BufferNode*> constants;
+    std::map<const tir::BufferNode*, const HostTensor*> value_of;
+    for (size_t i = 0; i < arg_names.size(); ++i)
+      if (const auto& c = g.value(arg_names[i]).constant) {
+        constants.insert(f.params[i].get());
+        value_of[f.params[i].get()] = c.get();
+      }
+    auto fills = tir::hoist_constant_fills(&f, arg_names.size(), constants);
+    for (size_t i = 0; i < fills.size(); ++i) {
+      std::vector<const HostTensor*> ins;
+      for (size_t k = 0; k + 1 < fills[i].fill.params.size(); ++k) ins.push_back(value_of.at(fills[i].fill.params[k].get()));
+      std::string name = f.name + "/const" + std::to_string(i);
+      prepared_[name] = std::make_shared<HostTensor>(std::move(evaluate(fills[i].fill, ins).at(0)));
+      arg_names.push_back(name);
+    }
+  }
+
   // Returns the fused producer's description ("node 'a' (Conv) + "), or "" when nothing fused.
   std::string fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
                                  const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
@@ -492,7 +514,7 @@ class Compiler {
         for (size_t i = 0; i < ins.size(); ++i)
           if (spec[i]) specialized_.insert(n.inputs[i]);
         tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
-        auto results = evaluate(f, const_args, used_outs);
+        auto results = evaluate(f, const_args);
         for (size_t i = 0; i < out_names.size(); ++i) set_constant(g, out_names[i], std::move(results[i]));
         continue;
       }
@@ -500,12 +522,13 @@ class Compiler {
         if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
       std::string fused = fuse_into_producer(n, info, ins, values, used_outs, params, arg_names);
       tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
+      std::vector<std::string> input_names = arg_names;  // before fills join them
+      hoist_constant_fills(g, f, arg_names);
       f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
       kernels_.push_back({f, nullptr, false, n.label(), fused, arg_names});
       if (used_outs.size() == 1 && uses_[out_names[0]] == 1)
-        producers_[out_names[0]] = {kernels_.size() - 1, used_outs[0], params,
-                                    std::vector<std::string>(arg_names.begin(), arg_names.end() - 1)};
+        producers_[out_names[0]] = {kernels_.size() - 1, used_outs[0], params, input_names};
       kept.push_back(std::move(n));
     }
     g.nodes = std::move(kept);
@@ -538,6 +561,16 @@ class Compiler {
     auto slot = [&](const std::string& name) {
       auto it = slot_of.find(name);
       if (it != slot_of.end()) return it->second;
+      if (auto p = prepared_.find(name); p != prepared_.end()) {
+        BufferSlot s;
+        s.name = name;
+        s.dtype = p->second->dtype;
+        s.shape = p->second->shape;
+        s.kind = BufferSlot::Kind::Constant;
+        s.constant = p->second;
+        m.slots.push_back(s);
+        return slot_of[name] = int(m.slots.size() - 1);
+      }
       const graph::Value& v = g.value(name);
       BufferSlot s;
       s.name = name;

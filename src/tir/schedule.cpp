@@ -51,3 +51,72 @@ Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work) {
 }
 
 }  // namespace kiln::tir
+
+namespace kiln::tir {
+
+namespace {
+
+// Buffers `s` stores to and loads from.
+void accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::set<const BufferNode*>* loaded) {
+  auto note_loads = [&](const Expr& e) {
+    visit(e, [&](const Expr& x) {
+      if (x.kind() == ExprKind::Load) loaded->insert(x.as<LoadNode>()->buffer.get());
+    });
+    return e;
+  };
+  rewrite(s, note_loads, [&](const Stmt& st) {
+    if (st && st->kind == StmtKind::Store) stored->insert(as<StoreNode>(st)->buffer.get());
+    if (st && st->kind == StmtKind::Allocate) stored->insert(as<AllocateNode>(st)->buffer.get());
+    return st;
+  });
+}
+
+struct Hoister {
+  const std::set<const BufferNode*>& constants;
+  const std::vector<Buffer>& params;
+  std::vector<ConstantFill> fills;
+  std::string name;
+
+  Stmt visit_stmt(const Stmt& s) {
+    if (!s) return s;
+    if (s->kind == StmtKind::Seq) {
+      std::vector<Stmt> v;
+      for (auto& c : as<SeqNode>(s)->stmts) v.push_back(visit_stmt(c));
+      return make_seq(v);
+    }
+    if (s->kind != StmtKind::Allocate) return s;
+    auto a = as<AllocateNode>(s);
+    Stmt body = visit_stmt(a->body);
+    if (!body || body->kind != StmtKind::Seq) return make_allocate(a->buffer, body);
+    const auto& stmts = as<SeqNode>(body)->stmts;
+    std::set<const BufferNode*> stored, loaded;
+    accesses(stmts.front(), &stored, &loaded);
+    bool from_constants = stored == std::set<const BufferNode*>{a->buffer.get()} && !loaded.empty();
+    for (auto* b : loaded) from_constants &= constants.count(b) > 0;
+    if (!from_constants) return make_allocate(a->buffer, body);
+    PrimFunc fill;
+    fill.name = name + "_fill" + std::to_string(fills.size());
+    for (auto& p : params)
+      if (loaded.count(p.get())) fill.params.push_back(p);
+    fill.params.push_back(a->buffer);
+    fill.body = stmts.front();
+    fills.push_back({a->buffer, fill});
+    return make_seq(std::vector<Stmt>(stmts.begin() + 1, stmts.end()));
+  }
+};
+
+}  // namespace
+
+std::vector<ConstantFill> hoist_constant_fills(PrimFunc* f, size_t num_inputs,
+                                               const std::set<const BufferNode*>& constants) {
+  if (constants.empty()) return {};
+  Hoister h{constants, f->params, {}, f->name};
+  f->body = h.visit_stmt(f->body);
+  std::vector<Buffer> params(f->params.begin(), f->params.begin() + num_inputs);
+  for (auto& fl : h.fills) params.push_back(fl.buffer);
+  params.insert(params.end(), f->params.begin() + num_inputs, f->params.end());
+  f->params = params;
+  return h.fills;
+}
+
+}  // namespace kiln::tir
