@@ -74,11 +74,13 @@ def wait_for_quiet(max_wait_s):
         print(f"  WARNING: measuring under load {load1():.2f}", file=sys.stderr)
 
 
-def run_cmd(cmd, env=None, timeout=900):
+def run_cmd(cmd, env=None, timeout=600):
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise BenchError(f"timed out after {timeout} s: {' '.join(cmd[:2])}")
+    except OSError as e:
+        raise BenchError(f"cannot run {cmd[0]}: {e.strerror}")
     if p.returncode != 0:
         lines = [ln for ln in (p.stderr + p.stdout).strip().splitlines() if ln.strip()]
         raise BenchError(f"exit {p.returncode}: {lines[-1] if lines else '(no output)'}")
@@ -175,13 +177,17 @@ def bench_models(kiln, model_list, mode):
     return results
 
 
+def _describe(e):
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+
+
 def measure_model(kiln, path, inputs, threads, mode, r):
     """Alternate kiln and ORT rounds so that load drift on the shared machine hits both alike."""
     try:
         sess = ort_session(path, threads)
         feeds = read_inputs(sess, inputs)
     except Exception as e:  # noqa: BLE001  (any ORT failure becomes an error row)
-        sess, r.ort_error = None, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        sess, r.ort_error = None, _describe(e)
     try:
         probe = kiln.probe(path, threads, inputs)
         r.compile_ms = probe["compile_ms"]
@@ -196,7 +202,10 @@ def measure_model(kiln, path, inputs, threads, mode, r):
             except BenchError as e:
                 r.kiln_error = str(e)
         if sess is not None:
-            ort_rounds.append(ort_round(sess, feeds, mode))
+            try:
+                ort_rounds.append(ort_round(sess, feeds, mode))
+            except Exception as e:  # noqa: BLE001
+                sess, r.ort_error = None, _describe(e)
     r.rounds = list(zip(kiln_rounds, ort_rounds))
     if kiln_rounds and r.kiln_error is None:
         r.kiln_ms = statistics.median(kiln_rounds)
