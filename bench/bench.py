@@ -64,6 +64,19 @@ def load1():
     return os.getloadavg()[0]
 
 
+def others_running(samples=10, gap_s=0.05):
+    """Mean number of other runnable threads right now (from /proc/loadavg, minus this process).
+
+    The 1-minute load average also counts this script's own previous runs, so it cannot tell whether
+    someone else competed for the 2 cores; this instantaneous count, taken between runs, can."""
+    counts = []
+    for _ in range(samples):
+        with open("/proc/loadavg") as f:
+            counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        time.sleep(gap_s)
+    return sum(counts) / len(counts)
+
+
 def wait_for_quiet(max_wait_s):
     """The machine is shared: give other work up to max_wait_s to finish before measuring."""
     deadline = time.time() + max_wait_s
@@ -157,7 +170,7 @@ class ModelResult:
     compile_ms: float = None
     kiln_error: str = None
     ort_error: str = None
-    load: float = None
+    others: float = None  # other runnable threads when the row started (see others_running)
     rounds: list = field(default_factory=list)  # (kiln_ms, ort_ms) per round
 
     @property
@@ -169,8 +182,9 @@ def bench_models(kiln, model_list, mode):
     results = []
     for name, path, inputs in model_list:
         for threads in mode.threads:
-            r = ModelResult(name, threads, load=load1())
-            print(f"[model] {name} threads={threads} (load {r.load:.2f})", file=sys.stderr)
+            r = ModelResult(name, threads, others=others_running())
+            print(f"[model] {name} threads={threads} (others running {r.others:.1f}, load {load1():.2f})",
+                  file=sys.stderr)
             results.append(r)
             measure_model(kiln, path, inputs, threads, mode, r)
             print(f"        kiln {r.kiln_ms or r.kiln_error} ms, ORT {r.ort_ms or r.ort_error} ms", file=sys.stderr)
@@ -239,16 +253,18 @@ def bench_kernels(kiln, anchors_dir, work_dir, mode):
     rows, peer_errors, headers = [], {}, []
     specs = kernels.selected(mode.gemm_shapes, mode.conv_layers)
     for threads in mode.threads:
-        print(f"[kernels] peers, threads={threads} (load {load1():.2f})", file=sys.stderr)
+        busy = others_running()
+        print(f"[kernels] peers, threads={threads} (others running {busy:.1f})", file=sys.stderr)
         peers, errors, head = kernels.run_anchors(anchors_dir, threads, mode.anchor_reps, mode.anchor_min_rep_s,
                                                   run_cmd)
         headers += [h for h in head if h not in headers]
         peer_errors.update({f"{threads}T {cmd}": msg for cmd, msg in errors.items()})
         for spec in specs:
-            row = kernels.KernelRow(spec, threads, peers=peers.get(spec.anchor_shape, {}))
+            row = kernels.KernelRow(spec, threads, peers=peers.get(spec.anchor_shape, {}), peers_others=busy)
             print(f"[kernels] kiln {spec.label} threads={threads}", file=sys.stderr)
             try:
                 model = kernels.write_model(spec, work_dir)
+                row.kiln_others = others_running()
                 probe = kiln.probe(model, threads)
                 row.kiln_ms = kiln.round(model, threads, probe["median_ms"], mode)["median_ms"]
             except (BenchError, OSError, ValueError) as e:

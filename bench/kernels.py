@@ -137,6 +137,8 @@ class KernelRow:
     kiln_ms: float = None
     kiln_error: str = None
     peers: dict = field(default_factory=dict)  # column -> PeerResult
+    peers_others: float = None  # other runnable threads before the peers / kiln ran (bench.others_running)
+    kiln_others: float = None
 
     @property
     def kiln_gflops(self):
@@ -150,4 +152,5 @@ class KernelRow:
     def as_dict(self):
         return {"kernel": self.spec.label, "threads": self.threads, "gflop": self.spec.flops * 1e-9,
                 "kiln_ms": self.kiln_ms, "kiln_error": self.kiln_error,
+                "others_running": {"peers": self.peers_others, "kiln": self.kiln_others},
                 "peers": {k: vars(v) for k, v in self.peers.items()}}

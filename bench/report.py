@@ -76,20 +76,25 @@ def _pct(gflops, peak_per_core, threads):
     return f"{100 * gflops / (peak_per_core * threads):.0f}%" if gflops and peak_per_core else "—"
 
 
+def _others(row):
+    vals = [v for v in (row.peers_others, row.kiln_others) if v is not None]
+    return f"{max(vals):.1f}" if vals else "—"
+
+
 def _cell_error(msg):
     return "error: " + msg.replace("|", "/")[:140]
 
 
 # ------------------------------------------------------------------------------------------- models
 def model_table(rows, mode):
-    out = ["| model | threads | kiln ms | ORT ms | kiln/ORT | kiln compile s | load |",
+    out = ["| model | threads | kiln ms | ORT ms | kiln/ORT | kiln compile s | others running |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         kiln = _cell_error(r.kiln_error) if r.kiln_error else _fmt(r.kiln_ms)
         ort = _cell_error(r.ort_error) if r.ort_error else _fmt(r.ort_ms, 3)
         ratio = f"{r.ratio:.1f}x" if r.ratio else "—"
         comp = f"{r.compile_ms / 1000:.1f}" if r.compile_ms else "—"
-        out.append(f"| {r.model} | {r.threads} | {kiln} | {ort} | {ratio} | {comp} | {r.load:.2f} |")
+        out.append(f"| {r.model} | {r.threads} | {kiln} | {ort} | {ratio} | {comp} | {r.others:.1f} |")
     for t in mode.threads:
         ok = [r for r in rows if r.threads == t and r.ratio]
         if ok:
@@ -115,8 +120,8 @@ def kernel_table(rows, ctx):
     peak = ctx.measured_peak[1] if ctx.measured_peak else None
     cols = " | ".join(f"{c} GF/s" for c in kernels.PEER_COLUMNS)
     out = [f"| kernel | threads | GFLOP | kiln ms | kiln GF/s | {cols} | kiln %pk (216/core) | best peer %pk (216/core) "
-           f"| kiln %pk (measured) | best peer %pk (measured) | kiln time / best peer time |",
-           "|---|---:|---:|---:|---:|" + "---:|" * len(kernels.PEER_COLUMNS) + "---:|---:|---:|---:|---:|"]
+           f"| kiln %pk (measured) | best peer %pk (measured) | kiln time / best peer time | others running |",
+           "|---|---:|---:|---:|---:|" + "---:|" * len(kernels.PEER_COLUMNS) + "---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         best = r.best_peer
         best_gf = best[1].gflops if best else None
@@ -128,7 +133,7 @@ def kernel_table(rows, ctx):
         out.append(f"| {r.spec.label} | {r.threads} | {r.spec.flops * 1e-9:.3g} | {kiln_ms} | {_fmt(r.kiln_gflops)} | "
                    f"{peer_cells} | {_pct(r.kiln_gflops, ctx.nominal_peak, r.threads)} | "
                    f"{_pct(best_gf, ctx.nominal_peak, r.threads)} | {_pct(r.kiln_gflops, peak, r.threads)} | "
-                   f"{_pct(best_gf, peak, r.threads)} | {ratio} |")
+                   f"{_pct(best_gf, peak, r.threads)} | {ratio} | {_others(r)} |")
     return "\n".join(out)
 
 
@@ -184,8 +189,9 @@ def render(ctx, model_rows, kernel_rows):
         f"~{mode.kiln_budget_s:g} s of runs, at least {mode.kiln_min_iters}, after 1 warm-up). ONNX Runtime: "
         "intra_op_num_threads=N, inter_op_num_threads=1, sequential, all graph optimizations, same inputs, "
         f"~{mode.ort_budget_s:g} s of runs per round after 1 warm-up. {mode.rounds} round(s) alternate kiln and ORT; "
-        "each column is the median over rounds of the per-round median latency. `load` is the 1-minute load "
-        "average when the row started. Synthetic models come from ../shared/models/make_models.py (random "
+        "each column is the median over rounds of the per-round median latency. `others running` is the mean "
+        "number of other runnable threads on the machine (from /proc/loadavg) just before the row started: "
+        "0 means kiln and ORT had the cores to themselves then. Synthetic models come from ../shared/models/make_models.py (random "
         "weights), real ones from ../shared/models/real.",
         "",
         model_table(model_rows, mode),
@@ -198,7 +204,8 @@ def render(ctx, model_rows, kernel_rows):
         "(`gemm_openblas`: cblas_sgemm; `dnnl_bench matmul f32 ab` (plain B) and `any` (B pre-packed, packing "
         f"untimed); `dnnl_bench conv`: direct conv, format_tag::any), BENCH_REPS={mode.anchor_reps}, "
         "GFLOP/s from their median. OpenBLAS has no convolution (n/a). %pk = GFLOP/s / (threads x per-core peak), "
-        "against the nominal 216 GFLOP/s and against the peak measured on this machine.",
+        "against the nominal 216 GFLOP/s and against the peak measured on this machine. `others running`: the "
+        "larger of the counts taken before the peers' run (per thread count) and before kiln's run of the row.",
         "",
         kernel_table(kernel_rows, ctx),
     ]
@@ -214,7 +221,7 @@ def render(ctx, model_rows, kernel_rows):
         "```",
         "",
         "Run it when the machine is quiet: the script waits up to 10 minutes for a 1-minute load below 1.5, "
-        "then measures anyway and records the load.",
+        "then measures anyway and records how busy the machine was (`others running`).",
         "",
     ]
     return "\n".join(lines)
