@@ -34,9 +34,10 @@ def _dpkg(pkg):
 
 def versions(repo):
     """Versions of everything measured, as {component: text}."""
+    compiler = ["--", "src", "include", "tools", "CMakeLists.txt"]  # what the measured kiln is built from
     head = _sh(["git", "-C", repo, "rev-parse", "--short", "HEAD"]) or "unknown"
-    # Only changes to the compiler itself make the measured kiln differ from the commit.
-    dirty = _sh(["git", "-C", repo, "status", "--porcelain", "--", "src", "include", "tools", "CMakeLists.txt"])
+    last = _sh(["git", "-C", repo, "log", "-1", "--format=%h, %cs"] + compiler)
+    dirty = _sh(["git", "-C", repo, "status", "--porcelain"] + compiler)
     try:
         import onnxruntime
         ort = onnxruntime.__version__
@@ -48,7 +49,7 @@ def versions(repo):
     isa = "AVX-512" if " avx512f" in flags else ("AVX2+FMA, no AVX-512" if " avx2" in flags else "no AVX2")
     return {
         "cpu": f"{cpu} ({os.cpu_count()} cores, {isa})",
-        "kiln": f"git {head}{' + uncommitted compiler changes' if dirty else ''}, "
+        "kiln": f"git {head}{' + uncommitted compiler changes' if dirty else ''} (compiler sources as of {last}), "
                 f"LLVM {_sh(['llvm-config-19', '--version']) or '19'}, Release build",
         "ort": f"{ort} (PyPI onnxruntime, CPU execution provider)",
         "onednn": f"libdnnl-dev {_dpkg('libdnnl-dev')}",
