@@ -41,6 +41,7 @@ class Mode:
     ort_min_iters: int = 5
     anchor_reps: int = 5
     anchor_min_rep_s: float = 0.05
+    settle_s: float = 20.0      # per measurement, wait this long at most for other work to stop
     models: tuple = ("resnet50_v1", "mobilenet_v2", "bert_base_2l", "bert_base")
     gemm_shapes: tuple = kernels.GEMM_SHAPES
     conv_layers: tuple = tuple(c.name for c in kernels.CONV_LAYERS)
@@ -51,7 +52,7 @@ class Mode:
         if not quick:
             return Mode(quick=False)
         return Mode(quick=True, threads=(1,), rounds=1, kiln_budget_s=0.5, kiln_min_iters=2, ort_budget_s=0.3,
-                    ort_min_iters=3, anchor_reps=3, anchor_min_rep_s=0.02, models=("mobilenet_v2", "resnet50_v1"),
+                    ort_min_iters=3, anchor_reps=3, anchor_min_rep_s=0.02, settle_s=0.0, models=("mobilenet_v2", "resnet50_v1"),
                     gemm_shapes=((256, 256, 256), (512, 512, 512)), conv_layers=("res2_1x1_256to64",),
                     real_models=False)
 
@@ -75,6 +76,18 @@ def others_running(samples=10, gap_s=0.05):
             counts.append(int(f.read().split()[3].split("/")[0]) - 1)
         time.sleep(gap_s)
     return sum(counts) / len(counts)
+
+
+def settle(mode):
+    """Wait (at most mode.settle_s) until no other thread is runnable; return the last count.
+
+    Called before each measurement: with 2 cores, one competing thread halves a 2-thread run's resources."""
+    deadline = time.time() + mode.settle_s
+    busy = others_running()
+    while busy >= 0.5 and time.time() < deadline:
+        time.sleep(2)
+        busy = others_running()
+    return busy
 
 
 def wait_for_quiet(max_wait_s):
@@ -182,7 +195,7 @@ def bench_models(kiln, model_list, mode):
     results = []
     for name, path, inputs in model_list:
         for threads in mode.threads:
-            r = ModelResult(name, threads, others=others_running())
+            r = ModelResult(name, threads, others=settle(mode))
             print(f"[model] {name} threads={threads} (others running {r.others:.1f}, load {load1():.2f})",
                   file=sys.stderr)
             results.append(r)
@@ -253,7 +266,7 @@ def bench_kernels(kiln, anchors_dir, work_dir, mode):
     rows, peer_errors, headers = [], {}, []
     specs = kernels.selected(mode.gemm_shapes, mode.conv_layers)
     for threads in mode.threads:
-        busy = others_running()
+        busy = settle(mode)
         print(f"[kernels] peers, threads={threads} (others running {busy:.1f})", file=sys.stderr)
         peers, errors, head = kernels.run_anchors(anchors_dir, threads, mode.anchor_reps, mode.anchor_min_rep_s,
                                                   run_cmd)
@@ -264,7 +277,7 @@ def bench_kernels(kiln, anchors_dir, work_dir, mode):
             print(f"[kernels] kiln {spec.label} threads={threads}", file=sys.stderr)
             try:
                 model = kernels.write_model(spec, work_dir)
-                row.kiln_others = others_running()
+                row.kiln_others = settle(mode)
                 probe = kiln.probe(model, threads)
                 row.kiln_ms = kiln.round(model, threads, probe["median_ms"], mode)["median_ms"]
             except (BenchError, OSError, ValueError) as e:

@@ -190,9 +190,11 @@ def render(ctx, model_rows, kernel_rows):
         f"~{mode.kiln_budget_s:g} s of runs, at least {mode.kiln_min_iters}, after 1 warm-up). ONNX Runtime: "
         "intra_op_num_threads=N, inter_op_num_threads=1, sequential, all graph optimizations, same inputs, "
         f"~{mode.ort_budget_s:g} s of runs per round after 1 warm-up. {mode.rounds} round(s) alternate kiln and ORT; "
-        "each column is the median over rounds of the per-round median latency. `others running` is the mean "
-        "number of other runnable threads on the machine (from /proc/loadavg) just before the row started: "
-        "0 means kiln and ORT had the cores to themselves then. Synthetic models come from ../shared/models/make_models.py (random "
+        "each column is the median over rounds of the per-round median latency. Before each row the script waits "
+        f"up to {mode.settle_s:g} s for other work to stop; `others running` is then the mean number of other "
+        "runnable threads on the machine (from /proc/loadavg): 0 means kiln and ORT had the cores to themselves "
+        "when the row started; 1 or more means a neighbour took a core for at least part of the row, which hurts "
+        "2-thread rows most (ORT's spinning worker threads in particular). Synthetic models come from ../shared/models/make_models.py (random "
         "weights), real ones from ../shared/models/real.",
         "",
         model_table(model_rows, mode),
