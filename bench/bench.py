@@ -308,7 +308,12 @@ def main():
     ap.add_argument("--out", help="markdown report (default: docs/performance.md; --quick: build/bench-results/)")
     ap.add_argument("--wait-load", type=float, help="seconds to wait for load < 1.5 first (default 600, quick 0)")
     ap.add_argument("--command", default="bench/run.sh", help="command line to record in the report")
+    ap.add_argument("--render", metavar="RESULTS_JSON", help="measure nothing: rewrite the report from a saved run")
     args = ap.parse_args()
+    if args.render:
+        ctx, model_rows, kernel_rows = load_results(args.render)
+        write_report(args.out or os.path.join(REPO, "docs", "performance.md"), ctx, model_rows, kernel_rows)
+        return
     mode = Mode.make(args.quick)
     results_dir = os.path.join(REPO, "build", "bench-results")
     out = args.out or (os.path.join(results_dir, "performance-quick.md") if mode.quick
@@ -328,17 +333,34 @@ def main():
                          nominal_peak=NOMINAL_PEAK_PER_CORE, measured_peak=peak, versions=report.versions(REPO),
                          command=args.command + (" --quick" if mode.quick else ""), anchor_headers=tuple(headers),
                          peer_errors=peer_errors)
+    os.makedirs(results_dir, exist_ok=True)
+    raw = os.path.join(results_dir, "results-quick.json" if mode.quick else "results.json")
+    save_results(raw, ctx, model_rows, kernel_rows)
+    write_report(out, ctx, model_rows, kernel_rows)
+    print(f"(raw numbers: {os.path.relpath(raw, REPO)})", file=sys.stderr)
+
+
+def save_results(path, ctx, model_rows, kernel_rows):
+    with open(path, "w") as f:
+        json.dump({"context": ctx.as_dict(), "models": [vars(r) for r in model_rows],
+                   "kernels": [r.as_dict() for r in kernel_rows]}, f, indent=1)
+
+
+def load_results(path):
+    """The inverse of save_results: (context, model rows, kernel rows)."""
+    with open(path) as f:
+        d = json.load(f)
+    ctx = report.Context.from_dict(d["context"], Mode.make(d["context"]["quick"]), NOMINAL_PEAK_PER_CORE)
+    return ctx, [ModelResult(**m) for m in d["models"]], [kernels.KernelRow.from_dict(k) for k in d["kernels"]]
+
+
+def write_report(out, ctx, model_rows, kernel_rows):
     text = report.render(ctx, model_rows, kernel_rows)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         f.write(text)
-    os.makedirs(results_dir, exist_ok=True)
-    raw = os.path.join(results_dir, "results-quick.json" if mode.quick else "results.json")
-    with open(raw, "w") as f:
-        json.dump({"models": [vars(r) for r in model_rows], "kernels": [r.as_dict() for r in kernel_rows],
-                   "peer_errors": peer_errors}, f, indent=1)
     print(text)
-    print(f"(report: {os.path.relpath(out, REPO)}, raw numbers: {os.path.relpath(raw, REPO)})", file=sys.stderr)
+    print(f"(report: {os.path.relpath(out, REPO)})", file=sys.stderr)
 
 
 if __name__ == "__main__":

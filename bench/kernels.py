@@ -149,6 +149,15 @@ class KernelRow:
         """(column, PeerResult) of the fastest peer, or None."""
         return max(self.peers.items(), key=lambda kv: kv[1].gflops, default=None)
 
+    @staticmethod
+    def from_dict(d):
+        """The inverse of as_dict (for re-rendering a saved run)."""
+        specs = {s.label: s for s in selected(GEMM_SHAPES, [c.name for c in CONV_LAYERS])}
+        others = d.get("others_running", {})
+        return KernelRow(specs[d["kernel"]], d["threads"], kiln_ms=d["kiln_ms"], kiln_error=d["kiln_error"],
+                         peers={k: PeerResult(**v) for k, v in d["peers"].items()},
+                         peers_others=others.get("peers"), kiln_others=others.get("kiln"))
+
     def as_dict(self):
         return {"kernel": self.spec.label, "threads": self.threads, "gflop": self.spec.flops * 1e-9,
                 "kiln_ms": self.kiln_ms, "kiln_error": self.kiln_error,

@@ -20,6 +20,19 @@ class Context:
     anchor_headers: tuple = ()
     peer_errors: dict = None
 
+    def as_dict(self):
+        """Everything but the mode (rebuilt from the quick flag) and the nominal peak (a constant)."""
+        d = {k: v for k, v in vars(self).items() if k not in ("mode", "nominal_peak")}
+        return dict(d, quick=self.mode.quick)
+
+    @staticmethod
+    def from_dict(d, mode, nominal_peak):
+        d = {k: v for k, v in d.items() if k != "quick"}
+        peak = d.pop("measured_peak", None)
+        peak = tuple(peak) if peak else None
+        return Context(mode=mode, nominal_peak=nominal_peak, measured_peak=peak,
+                       **dict(d, anchor_headers=tuple(d.get("anchor_headers", ()))))
+
 
 def _sh(cmd):
     try:
@@ -147,6 +160,42 @@ def kernel_headline(rows):
             f"{len(ratios)} kernel x thread cases; kiln reaches {min(gf):.1f}-{max(gf):.1f} GFLOP/s per core)")
 
 
+# ------------------------------------------------------------------------------------------ reading
+def reading_notes(model_rows, kernel_rows, ctx):
+    """What a reader must know before trusting a number, derived from the run's own data."""
+    notes = []
+    busy = [r for r in model_rows if r.others is not None and r.others >= 0.5]
+    busy += [r for r in kernel_rows if max(v for v in (r.peers_others, r.kiln_others, 0) if v is not None) >= 0.5]
+    if busy:
+        notes.append(f"{len(busy)} of {len(model_rows) + len(kernel_rows)} rows started while other work was "
+                     "runnable (`others running` >= 0.5): the machine is shared, so those rows are slower than "
+                     "an idle machine would give, for kiln and for its peers alike.")
+    one = {r.model: r.ort_ms for r in model_rows if r.threads == 1 and r.ort_ms}
+    slower = [r.model for r in model_rows if r.threads == 2 and r.ort_ms and r.model in one and r.ort_ms > one[r.model]]
+    if slower:
+        notes.append("ONNX Runtime was *slower* with 2 threads than with 1 on " + ", ".join(slower) + ". On an idle "
+                     "machine it is not, so a neighbour held a core during those 2-thread rows and their kiln/ORT "
+                     "ratios are unreliable. The 1-thread rows are the more trustworthy comparison.")
+    if ctx.measured_peak and ctx.measured_peak[0] != "avx512":
+        notes.append(f"This CPU has no AVX-512: the nominal 216 GFLOP/s per core cannot be reached here; the "
+                     f"measured {ctx.measured_peak[1]:.0f} GFLOP/s ({ctx.measured_peak[0]} FMA) is the real ceiling. "
+                     "The peers use their non-AVX-512 kernels here (see the lines the anchor binaries report).")
+    worst = sorted((r for r in model_rows if r.ratio), key=lambda r: -r.ratio)[:3]
+    if worst:
+        notes.append("Largest model gaps: " + ", ".join(f"{r.model} at {r.threads}T ({r.ratio:.1f}x)" for r in worst)
+                     + ".")
+    gaps = sorted(((r.kiln_ms / r.best_peer[1].ms, r) for r in kernel_rows if r.kiln_ms and r.best_peer),
+                  key=lambda x: -x[0])[:3]
+    if gaps:
+        notes.append("Largest kernel gaps: " + ", ".join(f"{r.spec.label} at {r.threads}T ({g:.0f}x)" for g, r in gaps)
+                     + ".")
+    failed = [f"{r.model} ({r.threads}T)" for r in model_rows if r.kiln_error]
+    failed += [f"{r.spec.label} ({r.threads}T)" for r in kernel_rows if r.kiln_error]
+    if failed:
+        notes.append("kiln failed on: " + ", ".join(failed) + " (error rows above).")
+    return notes
+
+
 # ------------------------------------------------------------------------------------------- report
 def render(ctx, model_rows, kernel_rows):
     mode, v = ctx.mode, ctx.versions
@@ -214,6 +263,9 @@ def render(ctx, model_rows, kernel_rows):
     ]
     if errors:
         lines += ["", "Peer binaries that failed:", ""] + errors
+    notes = reading_notes(model_rows, kernel_rows, ctx)
+    if notes:
+        lines += ["", "## Reading these numbers", ""] + [f"* {n}" for n in notes]
     lines += [
         "",
         "## Reproduce",
@@ -221,6 +273,7 @@ def render(ctx, model_rows, kernel_rows):
         "```sh",
         "bench/run.sh           # full run (installs libdnnl-dev libopenblas-dev and the Python packages if missing)",
         "bench/run.sh --quick   # a few minutes: mobilenet_v2 + resnet50_v1 at 1 thread, GEMM 256/512, one conv",
+        "python3 bench/bench.py --render build/bench-results/results.json   # rewrite this page from the saved run",
         "```",
         "",
         "Run it when the machine is quiet: the script waits up to 10 minutes for a 1-minute load below 1.5, "
