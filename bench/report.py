@@ -174,7 +174,8 @@ def reading_notes(model_rows, kernel_rows, ctx):
     slower = [r.model for r in model_rows if r.threads == 2 and r.ort_ms and r.model in one and r.ort_ms > one[r.model]]
     if slower:
         notes.append("ONNX Runtime was *slower* with 2 threads than with 1 on " + ", ".join(slower) + ". On an idle "
-                     "machine it is not, so a neighbour held a core during those 2-thread rows and their kiln/ORT "
+                     "machine it is not (../shared/models/README.md records 2-thread ORT at about half its 1-thread "
+                     "latency), so a neighbour held a core during those 2-thread rows and their kiln/ORT "
                      "ratios are unreliable. The 1-thread rows are the more trustworthy comparison.")
     if ctx.measured_peak and ctx.measured_peak[0] != "avx512":
         notes.append(f"This CPU has no AVX-512: the nominal 216 GFLOP/s per core cannot be reached here; the "
