@@ -138,7 +138,8 @@ constexpr int64_t kMinRowForDirectWindows = 16;
 // The windows of a float convolution laid out as columns (im2col):
 // cols[n, c, k..., o...] = x[n, c, o*stride + k*dilation], over an input that needs no guards.
 // The reduction then reads, for each kernel tap, all output positions contiguously; it is used
-// for narrow outputs (late ResNet stages) and strided 1x1 convolutions (a plain subsample).
+// for narrow outputs (late ResNet stages) and strided convolutions, whose direct windows would
+// be gathers (for a 1x1 kernel the columns are a plain subsample).
 Tensor conv_columns(const Tensor& x, const Window& win, const std::string& name) {
   Shape shape{x.dim(0), x.dim(1)};
   shape.insert(shape.end(), win.kernel.begin(), win.kernel.end());
@@ -194,7 +195,7 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
     unit_stride &= win.strides[d] == 1;
   }
   bool narrow = win.rank() > 0 && win.out.back() < kMinRowForDirectWindows && !unit_kernel;
-  if (win.rank() > 0 && (narrow || (unit_kernel && !unit_stride)))
+  if (win.rank() > 0 && (narrow || !unit_stride))
     return conv_reduce_columns(conv_columns(padded, inner, name + "_cols"), w, terms, inner, group, name);
   return conv_reduce(padded, w, terms, inner, group, name);
 }
