@@ -111,12 +111,16 @@ Tensor pad_input(const Tensor& x, const Window& win, const std::string& name) {
   }, name);
 }
 
-// y[n, m, o] = init(m) + sum_{c, k} x[n, g*Cg + c, o*stride - pad + k*dilation] * w[m, c, k]
-// with g = m / (M / group), over the window geometry `win`.
-Tensor conv_reduce(const Tensor& x, const Tensor& w, const ConvTerms& terms, const Window& win, int64_t group,
-                   const std::string& name) {
+// The input term a convolution multiplies for batch n, input channel c, output position o (one
+// index per spatial dim) and kernel tap k, already in the accumulation type (ConvTerms::x_value).
+using InputRead = std::function<Expr(const Expr& n, const Expr& c, const std::vector<Expr>& o,
+                                     const std::vector<Expr>& k)>;
+
+// y[n, m, o] = init(m) + sum_{c, k} read(n, g*Cg + c, o, k) * w[m, c, k] with g = m / (M / group).
+Tensor conv_reduce(int64_t batch, const Tensor& w, const ConvTerms& terms, const Window& win, int64_t group,
+                   const InputRead& read, const std::string& name) {
   int64_t out_channels = w.dim(0), group_channels = w.dim(1), out_per_group = out_channels / group;
-  Shape out{x.dim(0), out_channels};
+  Shape out{batch, out_channels};
   out.insert(out.end(), win.out.begin(), win.out.end());
   return tir::compute(out, [&](const std::vector<Var>& i) {
     ConvAxes axes = conv_axes(group_channels, win.kernel, name);
@@ -124,11 +128,29 @@ Tensor conv_reduce(const Tensor& x, const Tensor& w, const ConvTerms& terms, con
     Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
     std::vector<Expr> o(i.begin() + 2, i.end());
     std::vector<Expr> taps = axes.kernel_exprs();
-    Expr xv = window_read(x, i[0], c, win, o, taps, [&](Expr e) { return terms.x_value(e, c); },
-                          tir::make_const(terms.acc, 0));
+    Expr xv = read(i[0], c, o, taps);
     Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, taps)), m);
     return reduction(terms, xv * wv, axes, m);
   }, name);
+}
+
+// The direct read: x[n, c, o*stride - pad + k*dilation]; outside the input the term is 0
+// (padding contributes nothing, also for quantized inputs whose zero point is not 0).
+InputRead window_input(const Tensor& x, const Window& win, const ConvTerms& terms) {
+  return [&x, &win, &terms](const Expr& n, const Expr& c, const std::vector<Expr>& o, const std::vector<Expr>& k) {
+    return window_read(x, n, c, win, o, k, [&](Expr e) { return terms.x_value(e, c); },
+                       tir::make_const(terms.acc, 0));
+  };
+}
+
+// The read of im2col columns: cols[n, c, k..., o...].
+InputRead column_input(const Tensor& cols, const ConvTerms& terms) {
+  return [&cols, &terms](const Expr& n, const Expr& c, const std::vector<Expr>& o, const std::vector<Expr>& k) {
+    std::vector<Expr> idx{n, c};
+    idx.insert(idx.end(), k.begin(), k.end());
+    idx.insert(idx.end(), o.begin(), o.end());
+    return terms.x_value(cols(idx), c);
+  };
 }
 
 // Output rows narrower than this read their windows through a staged copy (below): a
@@ -152,26 +174,6 @@ Tensor conv_columns(const Tensor& x, const Window& win, const std::string& name)
   }, name);
 }
 
-// The convolution over columns: y[n, m, o] = init(m) + sum_{c, k} cols[n, g*Cg + c, k, o] * w[m, c, k].
-Tensor conv_reduce_columns(const Tensor& cols, const Tensor& w, const ConvTerms& terms, const Window& win,
-                           int64_t group, const std::string& name) {
-  int64_t out_channels = w.dim(0), group_channels = w.dim(1), out_per_group = out_channels / group;
-  Shape out{cols.dim(0), out_channels};
-  out.insert(out.end(), win.out.begin(), win.out.end());
-  return tir::compute(out, [&](const std::vector<Var>& i) {
-    ConvAxes axes = conv_axes(group_channels, win.kernel, name);
-    Expr m = i[1];
-    Expr c = group == 1 ? Expr(axes.channel.var) : floordiv(m, out_per_group) * group_channels + axes.channel.var;
-    std::vector<Expr> taps = axes.kernel_exprs();
-    std::vector<Expr> idx{i[0], c};
-    idx.insert(idx.end(), taps.begin(), taps.end());
-    idx.insert(idx.end(), i.begin() + 2, i.end());
-    Expr xv = terms.x_value(cols(idx), c);
-    Expr wv = terms.w_value(w(weight_index(m, axes.channel.var, taps)), m);
-    return reduction(terms, xv * wv, axes, m);
-  }, name);
-}
-
 Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerms& terms, const std::string& name) {
   check_ranks(ctx, x, w);
   int64_t out_channels = w.dim(0), group_channels = w.dim(1);
@@ -182,7 +184,7 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
   // Float inputs: zero padding as a stored copy, so the reduction reads without bounds guards
   // and neighbouring outputs read neighbouring inputs (vector loads, not gathers). Quantized
   // inputs keep the guarded read: their padding is the zero point, not 0.
-  if (!dtype_is_float(x.dtype())) return conv_reduce(x, w, terms, win, group, name);
+  if (!dtype_is_float(x.dtype())) return conv_reduce(x.dim(0), w, terms, win, group, window_input(x, win, terms), name);
   Tensor padded = pad_input(x, win, name + "_padded");
   Window inner = win;
   for (int d = 0; d < win.rank(); ++d) {
@@ -195,9 +197,11 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
     unit_stride &= win.strides[d] == 1;
   }
   bool narrow = win.rank() > 0 && win.out.back() < kMinRowForDirectWindows && !unit_kernel;
-  if (win.rank() > 0 && (narrow || !unit_stride))
-    return conv_reduce_columns(conv_columns(padded, inner, name + "_cols"), w, terms, inner, group, name);
-  return conv_reduce(padded, w, terms, inner, group, name);
+  if (win.rank() > 0 && (narrow || !unit_stride)) {
+    Tensor cols = conv_columns(padded, inner, name + "_cols");
+    return conv_reduce(x.dim(0), w, terms, inner, group, column_input(cols, terms), name);
+  }
+  return conv_reduce(x.dim(0), w, terms, inner, group, window_input(padded, inner, terms), name);
 }
 
 // ConvTranspose geometry: pads and output extents from output_shape, auto_pad or pads.
