@@ -34,6 +34,7 @@ const char* kRunHelp =
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
+    "                             [--profile]\n"
     "Compiles the model once, then times K runs after W warm-up runs.\n"
     "  --iters K   timed runs (default 20)\n"
     "  --warmup W  untimed runs first (default 3)\n"
