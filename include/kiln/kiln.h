@@ -61,7 +61,8 @@ class Model {
   // Runs `iters` times and returns each kernel's mean time, in call order.
   struct KernelTime {
     std::string kernel, node;
-    double ms;
+    double ms;                       // mean over the runs
+    double last_start_ms, last_ms;   // in the last run: start from its beginning, duration
   };
   std::vector<KernelTime> profile(const std::vector<HostTensor>& inputs, int iters = 5) const;
 

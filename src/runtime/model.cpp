@@ -31,10 +31,16 @@ size_t Model::unshared_intermediate_bytes() const { return impl_->unshared_bytes
 std::vector<HostTensor> Model::run(const std::vector<HostTensor>& inputs) const { return run_steps(inputs, nullptr); }
 
 std::vector<Model::KernelTime> Model::profile(const std::vector<HostTensor>& inputs, int iters) const {
-  std::vector<double> ms(impl_->steps.size(), 0.0);
-  for (int i = 0; i < iters; ++i) run_steps(inputs, &ms);
+  size_t n = impl_->steps.size();
+  std::vector<double> ms(n, 0.0), last(n, 0.0);
+  for (int i = 0; i + 1 < iters; ++i) run_steps(inputs, &ms);
+  run_steps(inputs, &last);
   std::vector<KernelTime> r;
-  for (size_t k = 0; k < ms.size(); ++k) r.push_back({impl_->steps[k].kernel, impl_->steps[k].node, ms[k] / iters});
+  double start = 0;
+  for (size_t k = 0; k < n; ++k) {
+    r.push_back({impl_->steps[k].kernel, impl_->steps[k].node, (ms[k] + last[k]) / std::max(1, iters), start, last[k]});
+    start += last[k];
+  }
   return r;
 }
 

@@ -34,12 +34,13 @@ const char* kRunHelp =
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
-    "                             [--profile]\n"
+    "                             [--profile] [--trace FILE]\n"
     "Compiles the model once, then times K runs after W warm-up runs.\n"
     "  --iters K   timed runs (default 20)\n"
     "  --warmup W  untimed runs first (default 3)\n"
     "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n"
-    "  --profile   also print the kernels taking the most time (mean over the timed runs)\n";
+    "  --profile   also print the kernels taking the most time (mean over the timed runs)\n"
+    "  --trace F   write one run's kernels as a Chrome trace (chrome://tracing, Perfetto) to F\n";
 
 const char* kInfoHelp =
     "usage: kiln info MODEL.onnx [--shape NAME=DxDx..]\n"
@@ -100,6 +101,30 @@ Prepared prepare(const Args& a) {
   return p;
 }
 
+std::string json_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\';
+    r += c;
+  }
+  return r;
+}
+
+// Chrome trace event format: one complete ("X") event per kernel, times in microseconds.
+void write_trace(const std::string& path, const std::vector<Model::KernelTime>& run) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) fail(path, ": cannot write the trace");
+  std::fprintf(f, "{\"traceEvents\": [\n");
+  for (size_t i = 0; i < run.size(); ++i)
+    std::fprintf(f, "  {\"name\": \"%s\", \"cat\": \"kernel\", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, \"pid\": 1, \"tid\": 1, "
+                 "\"args\": {\"nodes\": \"%s\"}}%s\n",
+                 json_escape(run[i].kernel).c_str(), run[i].last_start_ms * 1000, run[i].last_ms * 1000,
+                 json_escape(run[i].node).c_str(), i + 1 < run.size() ? "," : "");
+  std::fprintf(f, "], \"displayTimeUnit\": \"ms\"}\n");
+  std::fclose(f);
+  std::printf("wrote a trace of %zu kernels to %s\n", run.size(), path.c_str());
+}
+
 void summarize(const TensorInfo& info, const HostTensor& t) {
   double mn = INFINITY, mx = -INFINITY, sum = 0;
   for (int64_t i = 0; i < t.numel(); ++i) {
@@ -145,6 +170,7 @@ int cmd_bench(int argc, char** argv) {
   flags["warmup"] = true;
   flags["json"] = false;
   flags["profile"] = false;
+  flags["trace"] = true;
   Args a = parse(argc, argv, flags);
   if (a.has("help")) { std::cout << kBenchHelp; return 0; }
   int iters = a.get_int("iters", 20, 1), warmup = a.get_int("warmup", 3, 0);
@@ -161,6 +187,7 @@ int cmd_bench(int argc, char** argv) {
   double median = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
   double mean = 0;
   for (double v : t) mean += v / double(t.size());
+  if (a.has("trace")) write_trace(a.get("trace"), p.model->profile(p.inputs, 1));
   if (a.has("profile")) {
     auto prof = p.model->profile(p.inputs, iters);
     double total = 0;
