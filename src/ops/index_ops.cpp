@@ -243,10 +243,6 @@ Tensor one_hot(OpContext& ctx) {
   }, ctx.out_name());
 }
 
-Converter single(const std::function<Tensor(OpContext&)>& f) {
-  return [f](OpContext& ctx) -> std::vector<Tensor> { return {f(ctx)}; };
-}
-
 }  // namespace
 
 void register_index_ops(Registry& r) {

@@ -17,7 +17,7 @@ Tensor cast_to(const OpContext& ctx, const Tensor& x, DType to) {
 }  // namespace
 
 void register_misc(Registry& r) {
-  r.add("Identity", [](OpContext& ctx) -> std::vector<Tensor> { return {copy_of(ctx, ctx.input(0))}; });
+  r.add("Identity", single([](OpContext& ctx) { return copy_of(ctx, ctx.input(0)); }));
   r.add("Dropout", [](OpContext& ctx) -> std::vector<Tensor> {
     if (const HostTensor* t = ctx.has_input(2) ? ctx.value(2) : nullptr; t && t->get_f64(0) != 0)
       ctx.error("training mode is not supported");

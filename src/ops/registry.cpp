@@ -2,6 +2,10 @@
 
 namespace kiln::ops {
 
+Converter single(std::function<tir::Tensor(OpContext&)> f) {
+  return [f = std::move(f)](OpContext& ctx) -> std::vector<tir::Tensor> { return {f(ctx)}; };
+}
+
 const Registry& Registry::get() {
   static const Registry r = [] {
     Registry reg;

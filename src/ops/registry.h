@@ -11,6 +11,9 @@ namespace kiln::ops {
 
 using Converter = std::function<std::vector<tir::Tensor>(OpContext&)>;
 
+// The converter of an operator with one output.
+Converter single(std::function<tir::Tensor(OpContext&)> f);
+
 // Host operators: the few ops that are not index computations (sorting, for instance) run as
 // C++ functions over whole tensors. They are kept apart from compiled ops (ops/host_ops.cpp).
 struct TensorView {

@@ -240,8 +240,8 @@ Tensor upsample(OpContext& ctx) {
 }  // namespace
 
 void register_resize(Registry& r) {
-  r.add("Resize", [](OpContext& ctx) -> std::vector<Tensor> { return {resize(ctx)}; });
-  r.add("Upsample", [](OpContext& ctx) -> std::vector<Tensor> { return {upsample(ctx)}; });
+  r.add("Resize", single(resize));
+  r.add("Upsample", single(upsample));
 }
 
 }  // namespace kiln::ops

@@ -503,10 +503,6 @@ Tensor compress(OpContext& ctx) {
   }, ctx.out_name());
 }
 
-Converter single(Tensor (*f)(OpContext&)) {
-  return [f](OpContext& ctx) -> std::vector<Tensor> { return {f(ctx)}; };
-}
-
 }  // namespace
 
 void register_shape_ops(Registry& r) {
