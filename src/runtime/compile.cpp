@@ -94,6 +94,11 @@ class Compiler {
     log_ = opts.log ? opts.log : [](const std::string& s) { std::cerr << s << "\n"; };
   }
 
+  graph::Graph analyze_types(const std::string& path) {
+    types_only_ = true;
+    return analyze(path);
+  }
+
   graph::Graph analyze(const std::string& path) {
     onnx_import::ImportOptions io;
     io.shapes = opts_.shapes;
@@ -146,6 +151,7 @@ class Compiler {
   std::vector<PassTiming> timings_;
   std::vector<Kernel> kernels_;
   std::set<std::string> specialized_;  // graph inputs whose values kernels depend on
+  bool types_only_ = false;            // analyze only: fold and type, build no kernels
   struct Producer {
     size_t kernel;                      // index in kernels_
     tir::Tensor out;                    // its single output, as computed
@@ -520,6 +526,10 @@ class Compiler {
       }
       for (size_t i = 0; i < ins.size(); ++i)
         if (spec[i] && ctx.used_values()[i]) specialized_.insert(n.inputs[i]);
+      if (types_only_) {  // kiln info: the types are known; no kernel is needed
+        kept.push_back(std::move(n));
+        continue;
+      }
       std::string fused = fuse_into_producer(n, info, ins, values, used_outs, params, arg_names);
       tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
       std::vector<std::string> input_names = arg_names;  // before fills join them
@@ -622,7 +632,7 @@ class Compiler {
 
 graph::Graph analyze(const std::string& path, const CompileOptions& opts) {
   Compiler c(opts);
-  return c.analyze(path);
+  return c.analyze_types(path);
 }
 
 Model Model::compile_file(const std::string& path, const CompileOptions& opts) {
