@@ -67,8 +67,7 @@ std::vector<std::string> find_unsupported(const graph::Graph& g) {
   std::map<std::string, std::vector<std::string>> missing;
   std::function<void(const graph::Graph&)> scan = [&](const graph::Graph& gr) {
     for (auto& n : gr.nodes) {
-      bool known = n.domain.empty() && (is_builtin(n.op_type) || ops::Registry::get().find(n.op_type) ||
-                                        n.op_type == "Identity" || n.op_type == "Dropout");
+      bool known = n.domain.empty() && (is_builtin(n.op_type) || ops::Registry::get().find(n.op_type));
       if (!known) missing[(n.domain.empty() ? "" : n.domain + ".") + n.op_type].push_back(n.name);
       for (auto& kv : n.attrs)
         if (kv.second.graph) scan(*kv.second.graph);
@@ -648,7 +647,8 @@ Model Model::compile_file(const std::string& path, const CompileOptions& opts) {
 
 std::vector<std::string> supported_ops() {
   auto v = ops::Registry::get().names();
-  for (const char* b : {"Shape", "Size", "If", "Identity", "Dropout"})
+  for (const char* b : {"Shape", "Size", "If", "SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase",
+                        "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence"})
     if (std::find(v.begin(), v.end(), b) == v.end()) v.push_back(b);
   std::sort(v.begin(), v.end());
   return v;
