@@ -35,6 +35,10 @@ struct CompileOptions {
   std::function<void(const std::string&)> log;  // defaults to stderr
 };
 
+// The fp32 FMA throughput one core of this machine reaches, in GFLOP/s, measured once per
+// process (about 50 ms) with the widest vectors the CPU has: the 100% of profile tables.
+double measured_fp32_peak_gflops();
+
 struct TensorInfo {
   std::string name;
   DType dtype;
@@ -63,6 +67,8 @@ class Model {
     std::string kernel, node;
     double ms;                       // mean over the runs
     double last_start_ms, last_ms;   // in the last run: start from its beginning, duration
+    int64_t flops = 0;               // floating-point operations per run (static count)
+    int64_t bytes = 0;               // bytes of its arguments (the traffic it cannot avoid)
   };
   std::vector<KernelTime> profile(const std::vector<HostTensor>& inputs, int iters = 5) const;
 

@@ -14,6 +14,7 @@
 #include "runtime/model_impl.h"
 #include "runtime/sequences.h"
 #include "runtime/thread_pool.h"
+#include "tir/cost.h"
 #include "tir/schedule.h"
 #include "codegen/target.h"
 #include "tir/lower.h"
@@ -122,12 +123,19 @@ class Compiler {
     graph::Graph g = analyze(path);
     Model::Impl m;
     std::vector<tir::PrimFunc> funcs;
-    for (auto& k : kernels_)
+    std::set<std::string> used_args;
+    for (auto& k : kernels_) {
       if (!k.host) funcs.push_back(k.func);
+      used_args.insert(k.args.begin(), k.args.end());
+    }
+    std::erase_if(pending_fills_, [&](const PendingFill& p) { return !used_args.count(p.name); });
     if (opts_.dump_ir == "tir" || opts_.dump_ir == "all")
       for (auto& f : funcs) log_(tir::to_string(f));
+    std::vector<tir::PrimFunc> all = funcs;
+    for (auto& p : pending_fills_) all.push_back(p.fill);
     auto t = Clock::now();
-    if (!funcs.empty()) m.lib = codegen::JitLibrary::compile(funcs, codegen_options(opts_.opt_level));
+    if (!all.empty()) m.lib = codegen::JitLibrary::compile(all, codegen_options(opts_.opt_level));
+    if (m.lib) run_constant_fills(*m.lib);
     timings_.push_back({"codegen", ms_since(t)});
     if (opts_.print_timing) log_("  pass codegen: " + std::to_string(timings_.back().ms) + " ms");
     plan(g, m);
@@ -149,6 +157,14 @@ class Compiler {
   std::function<void(const std::string&)> log_;
   std::vector<PassTiming> timings_;
   std::vector<Kernel> kernels_;
+  // A constant operand's packed copy, filled by `fill` once the library is compiled.
+  struct PendingFill {
+    std::string name;  // the prepared_ tensor it fills
+    tir::PrimFunc fill;
+    std::vector<std::shared_ptr<const HostTensor>> inputs;
+    std::shared_ptr<HostTensor> out;
+  };
+  std::vector<PendingFill> pending_fills_;
   std::set<std::string> specialized_;  // graph inputs whose values kernels depend on
   bool types_only_ = false;            // analyze only: fold and type, build no kernels
   struct Producer {
@@ -348,21 +364,37 @@ class Compiler {
   // producer's result is inlined, or the consumer becomes a reduction's epilogue).
   // Scratch buffers a kernel fills from constants only (packed weight panels) are filled once,
   // now, and become constant inputs of the kernel (`arg_names` gets their value names).
+  // Moves the packing of constant operands out of `f`: each packed copy becomes a constant
+  // argument, computed once at compile time (run_constant_fills) rather than on every run.
   void hoist_constant_fills(graph::Graph& g, tir::PrimFunc& f, std::vector<std::string>& arg_names) {
     std::set<const tir::BufferNode*> constants;
-    std::map<const tir::BufferNode*, const HostTensor*> value_of;
+    std::map<const tir::BufferNode*, std::shared_ptr<const HostTensor>> value_of;
     for (size_t i = 0; i < arg_names.size(); ++i)
       if (const auto& c = g.value(arg_names[i]).constant) {
         constants.insert(f.params[i].get());
-        value_of[f.params[i].get()] = c.get();
+        value_of[f.params[i].get()] = c;
       }
     auto fills = tir::hoist_constant_fills(&f, arg_names.size(), constants);
     for (size_t i = 0; i < fills.size(); ++i) {
-      std::vector<const HostTensor*> ins;
-      for (size_t k = 0; k + 1 < fills[i].fill.params.size(); ++k) ins.push_back(value_of.at(fills[i].fill.params[k].get()));
-      std::string name = f.name + "/const" + std::to_string(i);
-      prepared_[name] = std::make_shared<HostTensor>(std::move(evaluate(fills[i].fill, ins).at(0)));
-      arg_names.push_back(name);
+      const tir::Buffer& out = fills[i].fill.params.back();
+      PendingFill p{f.name + "/const" + std::to_string(i), fills[i].fill, {},
+                    std::make_shared<HostTensor>(out->dtype, out->shape)};
+      for (size_t k = 0; k + 1 < p.fill.params.size(); ++k) p.inputs.push_back(value_of.at(p.fill.params[k].get()));
+      prepared_[p.name] = p.out;
+      arg_names.push_back(p.name);
+      pending_fills_.push_back(std::move(p));
+    }
+  }
+
+  // Runs the constant fills (compiled with the kernels, in the same library) into the
+  // tensors prepared for them, for the kernels that survived dead-code elimination.
+  void run_constant_fills(const codegen::JitLibrary& lib) {
+    static char empty[64];
+    for (auto& p : pending_fills_) {
+      std::vector<void*> args;
+      for (auto& t : p.inputs) args.push_back(t->bytes.empty() ? empty : const_cast<void*>(t->data()));
+      args.push_back(p.out->bytes.empty() ? empty : p.out->data());
+      lib.lookup(p.fill.name)(args.data());
     }
   }
 
@@ -615,6 +647,11 @@ class Compiler {
       if (k.host) st.host = k.host;
       else st.fn = m.lib->lookup(k.func.name);
       for (auto& a : k.args) st.args.push_back(slot(a));
+      if (!k.host) {
+        tir::KernelCost cost = tir::estimate_cost(k.func);
+        st.flops = cost.flops;
+        st.bytes = cost.bytes;
+      }
       m.steps.push_back(std::move(st));
     }
     plan_intermediates(m);

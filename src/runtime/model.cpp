@@ -38,7 +38,8 @@ std::vector<Model::KernelTime> Model::profile(const std::vector<HostTensor>& inp
   std::vector<KernelTime> r;
   double start = 0;
   for (size_t k = 0; k < n; ++k) {
-    r.push_back({impl_->steps[k].kernel, impl_->steps[k].node, (ms[k] + last[k]) / std::max(1, iters), start, last[k]});
+    const Step& st = impl_->steps[k];
+    r.push_back({st.kernel, st.node, (ms[k] + last[k]) / std::max(1, iters), start, last[k], st.flops, st.bytes});
     start += last[k];
   }
   return r;

@@ -24,6 +24,8 @@ struct Step {
   std::string kernel;  // symbol name
   std::string node;    // node label, for errors and profiles
   std::vector<int> args;  // buffer slots, kernel parameter order
+  int64_t flops = 0;      // static estimate (tir/cost.h), for profiles
+  int64_t bytes = 0;      // sizes of its arguments
 };
 
 struct Model::Impl {

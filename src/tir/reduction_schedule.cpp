@@ -1,5 +1,6 @@
 #include "tir/reduction_schedule.h"
 
+#include <optional>
 #include <set>
 
 #include "kiln/error.h"
@@ -96,17 +97,15 @@ Stmt rows_or_scalar(const Nest& n, const std::vector<Range>& ranges) {
   return scalar_reduction(n, ranges);
 }
 
-// The register tile of `ri` rows of blocked axis `bi` by `vj` neighbouring outputs of the
-// innermost axis, over ranges whose extents along bi and the innermost axis are multiples
-// of ri and vj.
 // Packs larger than this stay unpacked (the copy would not pay for itself in cache).
 constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
 
-// A load the tile can pack: it varies along the innermost output axis and the reduction only
-// (so one copy serves every other output), is f32, and the copy is not too large.
-Expr packable_load(const Nest& n, size_t last) {
+// A load the tile can pack: it varies along the vector axis `vi` and the reduction only (so
+// one copy serves every other output), is f32, and the copy is not too large.
+Expr packable_load(const Nest& n, size_t vi) {
   Expr found;
-  std::set<const VarNode*> allowed{n.axes[last].as<VarNode>()};
+  const VarNode* vec = n.axes[vi].as<VarNode>();
+  std::set<const VarNode*> allowed{vec};
   for (auto& a : n.r->axes) allowed.insert(a.var.as<VarNode>());
   visit(n.r->body, [&](const Expr& e) {
     if (found.defined() || e.kind() != ExprKind::Load) return;
@@ -117,8 +116,8 @@ Expr packable_load(const Nest& n, size_t last) {
         if (x.kind() != ExprKind::Var) return;
         const VarNode* v = x.as<VarNode>();
         ok &= allowed.count(v) > 0;
-        inner |= v == n.axes[last].as<VarNode>();
-        reduce |= v != n.axes[last].as<VarNode>();
+        inner |= v == vec;
+        reduce |= v != vec;
       });
     int64_t bytes = shape_numel(l->buffer->shape) * 4;
     if (ok && inner && reduce && bytes <= kMaxPackedBytes) found = e;
@@ -126,45 +125,66 @@ Expr packable_load(const Nest& n, size_t last) {
   return found;
 }
 
-Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, int64_t ri, int64_t vj,
-                     int64_t lanes) {
+// The operand every row of a tile shares (a matmul's B, a convolution's weights) copied into
+// panels of vj neighbouring outputs of the vector axis, contiguous along the reduction: the
+// reduction loop then streams one panel instead of striding across rows. `index` addresses
+// the panel with placeholders J0 (the panel) and JJ (the position in it) that each tile
+// replaces with its own variables.
+struct Panels {
+  Expr shared;  // the load the panels replace
+  Buffer packed;
+  std::vector<Expr> index;
+  Var j0, jj;  // the placeholders
+  Stmt fill;
+};
+
+Panels make_panels(const Nest& n, size_t vi, Range cols, int64_t vj) {
+  Panels p;
+  p.shared = packable_load(n, vi);
+  if (!p.shared.defined()) return p;
+  const ReduceNode* r = n.r;
+  p.j0 = Var("J0");
+  p.jj = Var("JJ");
+  Shape shape{cols.extent() / vj};
+  p.index = {p.j0};
+  for (auto& a : r->axes) {
+    shape.push_back(a.extent);
+    p.index.push_back(a.var);
+  }
+  shape.push_back(vj);
+  p.index.push_back(p.jj);
+  p.packed = make_buffer(n.dst->name + "_packed", p.shared.dtype(), shape);
+  Var pj0("pack_o"), pjj("pack_t");
+  std::vector<Expr> at{pj0};
+  for (auto& a : r->axes) at.push_back(a.var);
+  at.push_back(pjj);
+  Expr value = substitute(p.shared, {{n.axes[vi].as<VarNode>(), Expr(pj0) * make_int(vj) + pjj + make_int(cols.lo)}});
+  p.fill = loop(pj0, 0, shape.front(), reduce_loops(r, loop(pjj, 0, vj, make_store(p.packed, at, value))));
+  return p;
+}
+
+// The register tile of `ri` rows of blocked axis `bi` by `vj` neighbouring outputs of vector
+// axis `vi`, over ranges whose extents along bi and vi are multiples of ri and vj, reading the
+// shared operand from `panels` when they were made. With a vector axis other than the
+// innermost (a convolution's output channels), the panel loop goes outermost so that one
+// panel serves every other output in turn while it is in cache.
+Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, size_t vi, int64_t ri, int64_t vj,
+                     int64_t lanes, const Panels& panels) {
   const Buffer& dst = n.dst;
   const auto& axes = n.axes;
   const ReduceNode* r = n.r;
   size_t last = axes.size() - 1;
   Var i0(axes[bi].name() + "_o"), ii(axes[bi].name() + "_t");
-  Var j0(axes[last].name() + "_o"), jv(axes[last].name() + "_v"), lane(axes[last].name() + "_l");
+  Var j0(axes[vi].name() + "_o"), jv(axes[vi].name() + "_v"), lane(axes[vi].name() + "_l");
   Expr jj = Expr(jv) * make_int(lanes) + lane;  // position in the tile row
   VarMap m;
   m[axes[bi].as<VarNode>()] = Expr(i0) * make_int(ri) + ii + make_int(ranges[bi].lo);
-  m[axes[last].as<VarNode>()] = Expr(j0) * make_int(vj) + jj + make_int(ranges[last].lo);
+  m[axes[vi].as<VarNode>()] = Expr(j0) * make_int(vj) + jj + make_int(ranges[vi].lo);
   Expr body = r->body;
-  Stmt pack;
-  Buffer packed;
-  if (Expr shared = packable_load(n, last); shared.defined()) {
-    // The operand every row of the tile shares (a matmul's B) copied into panels of vj
-    // neighbouring outputs, contiguous along the reduction: the reduction loop then streams
-    // one panel instead of striding across rows. Placeholders J0 / JJ stand for the panel and
-    // the position in it until the tile's variables replace them.
-    Shape pshape{ranges[last].extent() / vj};
-    std::vector<Expr> pidx{Var("J0")};
-    for (auto& a : r->axes) {
-      pshape.push_back(a.extent);
-      pidx.push_back(a.var);
-    }
-    pshape.push_back(vj);
-    pidx.push_back(Var("JJ"));
-    packed = make_buffer(dst->name + "_packed", shared.dtype(), pshape);
-    body = rewrite(body, [&](const Expr& e) { return e.same_as(shared) ? load(packed, pidx) : e; });
-    m[pidx.front().as<VarNode>()] = j0;
-    m[pidx.back().as<VarNode>()] = jj;
-    Var pj0("pack_o"), pjj("pack_t");
-    std::vector<Expr> at{pj0};
-    for (auto& a : r->axes) at.push_back(a.var);
-    at.push_back(pjj);
-    Expr value = substitute(shared, {{axes[last].as<VarNode>(), Expr(pj0) * make_int(vj) + pjj + make_int(ranges[last].lo)}});
-    pack = reduce_loops(r, loop(pjj, 0, vj, make_store(packed, at, value)));
-    pack = loop(pj0, 0, pshape.front(), pack);
+  if (panels.packed) {
+    body = rewrite(body, [&](const Expr& e) { return e.same_as(panels.shared) ? load(panels.packed, panels.index) : e; });
+    m[panels.j0.as<VarNode>()] = j0;
+    m[panels.jj.as<VarNode>()] = jj;
   }
   body = substitute(body, m);
   Expr init = substitute(r->init, m);
@@ -183,15 +203,17 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
   Expr stored = n.stored(load(acc, {ii, jj}));
   Stmt store = tile(make_store(dst, idx, substitute(stored, m)));
   Stmt s = make_allocate(acc, make_seq({init_s, update, store}));
-  s = loop(j0, 0, ranges[last].extent() / vj, s);
+  bool panels_outside = vi != last;
+  if (!panels_outside) s = loop(j0, 0, ranges[vi].extent() / vj, s);
   s = loop(i0, 0, ranges[bi].extent() / ri, s);
-  for (int d = int(last) - 1; d >= 0; --d)
-    if (size_t(d) != bi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-  return packed ? make_allocate(packed, make_seq({pack, s})) : s;
+  for (int d = int(last); d >= 0; --d)
+    if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
+  if (panels_outside) s = loop(j0, 0, ranges[vi].extent() / vj, s);
+  return s;
 }
 
-// Loads of the body that vary along the innermost axis but not along `axis`: blocking `axis`
-// lets one vector load of each serve every row of the tile.
+// Loads of the body that vary along the vector axis `inner` but not along `axis`: blocking
+// `axis` lets one vector load of each serve every row of the tile.
 int shared_vector_loads(const Expr& body, const Var& axis, const Var& inner) {
   int n = 0;
   visit(body, [&](const Expr& e) {
@@ -255,6 +277,63 @@ bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes) {
   return true;
 }
 
+// A register-tile layout for a reduction: vector axis, blocked axis, tile size, and the share
+// of the peak it is expected to reach (outputs covered by full tiles, partial tiles counted
+// at the fraction of the registers they use).
+struct TilePlan {
+  size_t vi, bi;
+  int64_t vj, ri;
+  double efficiency;
+};
+
+std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi, int64_t lanes, int64_t max_vectors) {
+  const ReduceNode* r = n.r;
+  size_t last = n.axes.size() - 1;
+  int64_t width = shape[vi];
+  int64_t vectors = std::min(max_vectors, width / lanes);
+  if (vectors == 0) return std::nullopt;
+  if (vi != last) {
+    // Another vector axis only with whole vectors, the operand that varies along it packed,
+    // and every other load the same for all lanes (no gathers).
+    Expr packed = packable_load(n, vi);
+    if (width % lanes || !packed.defined()) return std::nullopt;
+    bool gathers = false;
+    visit(r->body, [&](const Expr& e) {
+      if (e.kind() != ExprKind::Load || e.same_as(packed)) return;
+      for (auto& i : e.as<LoadNode>()->indices)
+        visit(i, [&](const Expr& x) { gathers |= x.kind() == ExprKind::Var && x.as<VarNode>() == n.axes[vi].as<VarNode>(); });
+    });
+    if (gathers) return std::nullopt;
+  }
+  TilePlan p{vi, vi, vectors * lanes, 6, 0};
+  // The blocked axis: the one whose rows share the most vector loads, preferring axes long
+  // enough for 6 rows; failing those, a shorter one with fewer rows (a batch-1 Gemm's M = 1).
+  // With the vector axis innermost the first such axis wins a tie, else the last (rows then
+  // read neighbouring elements).
+  for (int64_t min_rows : {p.ri, int64_t(1)}) {
+    int best = 0;
+    for (size_t k = 0; k <= last; ++k) {
+      size_t d = vi == last ? k : last - k;
+      if (d == vi) continue;
+      int shared = shared_vector_loads(r->body, n.axes[d], n.axes[vi]);
+      if (shape[d] >= min_rows && shared > best) {
+        best = shared;
+        p.bi = d;
+      }
+    }
+    if (p.bi != vi) break;
+  }
+  if (p.bi == vi) return std::nullopt;
+  int64_t rows = shape[p.bi];
+  p.ri = std::min(p.ri, rows);
+  int64_t full_cols = width / p.vj * p.vj, vec_cols = (width - full_cols) / lanes * lanes;
+  double cols = (double(full_cols) + double(vec_cols) / double(vectors)) / double(width);
+  int64_t rem = rows % p.ri;
+  double row_share = (double(rows - rem) + double(rem) * double(rem) / double(p.ri)) / double(rows);
+  p.efficiency = cols * row_share * double(p.ri) / 6.0 * double(vectors) / double(max_vectors);
+  return p;
+}
+
 }  // namespace
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
@@ -274,51 +353,46 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   }
   r = n.r;
 
-  // Register tiles: f32 sums (FMA) over at least a vector of outputs along the innermost axis.
+  // Register tiles: f32 sums (FMA) over at least a vector of outputs along a vector axis.
   // The tile takes ri * vj / lanes accumulator registers, leaving a few for operands:
   // 6 x 4 vectors with 32 registers (AVX-512), 6 x 2 with 16 (AVX2).
-  size_t last = n.axes.size() - 1;
-  int64_t width = shape[last], terms = 1;
+  int64_t terms = 1;
   for (auto& a : r->axes) terms *= a.extent;
+  if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || terms < 4) return rows_or_scalar(n, full);
   int64_t max_vectors = target.vector_registers >= 32 ? 4 : 2;
-  int64_t vectors = std::min<int64_t>(max_vectors, width / lanes);
-  int64_t vj = vectors * lanes, ri = 6;
-  // The blocked axis: the one whose rows share the most vector loads, preferring axes long
-  // enough for 6 rows; failing those, a shorter one with fewer rows (a batch-1 Gemm's M = 1).
-  size_t bi = last;
-  for (int64_t min_rows : {ri, int64_t(1)}) {
-    int best = 0;
-    for (size_t d = 0; d < last; ++d) {
-      int shared = shared_vector_loads(r->body, n.axes[d], n.axes[last]);
-      if (shape[d] >= min_rows && shared > best) {
-        best = shared;
-        bi = d;
-      }
-    }
-    if (bi != last) break;
+  std::optional<TilePlan> plan;
+  size_t last = n.axes.size() - 1;
+  // The innermost axis first: on a tie it keeps stores contiguous.
+  for (size_t vi = last + 1; vi-- > 0;) {
+    std::optional<TilePlan> p = plan_tiles(n, shape, vi, lanes, max_vectors);
+    if (p && (!plan || p->efficiency > plan->efficiency + 1e-9)) plan = p;
   }
-  if (bi != last) ri = std::min(ri, shape[bi]);
-  if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || vj == 0 || bi == last || terms < 4)
-    return rows_or_scalar(n, full);
+  if (!plan) return rows_or_scalar(n, full);
+  size_t vi = plan->vi, bi = plan->bi;
+  int64_t ri = plan->ri, width = shape[vi], rows = shape[bi];
+  int64_t i_main = rows / ri * ri, j = 0;
 
   // Column bands: full-width tiles, then one-vector tiles for what is left (28 = 16 + 8 + 4),
-  // then plain rows for the last columns; rows beyond a multiple of ri in each band go plain.
-  int64_t i_main = shape[bi] / ri * ri, j = 0;
+  // then plain rows for the last columns. Rows beyond a multiple of ri take a shorter tile.
   std::vector<Stmt> parts;
-  for (int64_t band : {vj, lanes}) {
+  for (int64_t band : {plan->vj, lanes}) {
     int64_t j_end = j + (width - j) / band * band;
     if (j_end == j) continue;
-    std::vector<Range> tile = full, row_tail = full;
-    tile[bi] = {0, i_main};
-    tile[last] = row_tail[last] = {j, j_end};
-    row_tail[bi] = {i_main, shape[bi]};
-    parts.push_back(tiled_reduction(n, tile, bi, ri, band, lanes));
-    parts.push_back(rows_or_scalar(n, row_tail));
+    Panels panels = make_panels(n, vi, {j, j_end}, band);
+    std::vector<Stmt> tiles;
+    std::vector<Range> t = full;
+    t[vi] = {j, j_end};
+    t[bi] = {0, i_main};
+    if (i_main > 0) tiles.push_back(tiled_reduction(n, t, bi, vi, ri, band, lanes, panels));
+    t[bi] = {i_main, rows};
+    if (rows > i_main) tiles.push_back(tiled_reduction(n, t, bi, vi, rows - i_main, band, lanes, panels));
+    Stmt s = make_seq(tiles);
+    parts.push_back(panels.packed ? make_allocate(panels.packed, make_seq({panels.fill, s})) : s);
     j = j_end;
   }
   std::vector<Range> col_tail = full;
-  col_tail[last] = {j, width};
-  parts.push_back(rows_or_scalar(n, col_tail));
+  col_tail[vi] = {j, width};
+  if (j < width) parts.push_back(rows_or_scalar(n, col_tail));
   return make_seq(parts);
 }
 

@@ -39,7 +39,8 @@ const char* kBenchHelp =
     "  --iters K   timed runs (default 20)\n"
     "  --warmup W  untimed runs first (default 3)\n"
     "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n"
-    "  --profile   also print the kernels taking the most time (mean over the timed runs)\n"
+    "  --profile   also print the kernels taking the most time (mean over the timed runs) with their\n"
+    "              GFLOP/s, % of the measured fp32 peak of the threads used, and argument bytes\n"
     "  --trace F   write one run's kernels as a Chrome trace (chrome://tracing, Perfetto) to F\n";
 
 const char* kInfoHelp =
@@ -193,10 +194,21 @@ int cmd_bench(int argc, char** argv) {
     double total = 0;
     for (auto& k : prof) total += k.ms;
     std::sort(prof.begin(), prof.end(), [](auto& x, auto& y) { return x.ms > y.ms; });
-    std::printf("%-10s %7s  %-40s %s\n", "ms", "share", "kernel", "node");
-    for (size_t i = 0; i < prof.size() && i < 25; ++i)
-      std::printf("%-10.3f %6.1f%%  %-40s %s\n", prof[i].ms, 100 * prof[i].ms / total, prof[i].kernel.c_str(),
-                  prof[i].node.c_str());
+    // % of peak against every thread the model may use: a kernel that runs serially shows
+    // at most 100 / threads.
+    double peak = measured_fp32_peak_gflops() * p.opts.threads;
+    std::printf("%-9s %6s %8s %6s %9s  %-36s %s\n", "ms", "share", "GFLOP/s", "%peak", "MB", "kernel", "node");
+    for (size_t i = 0; i < prof.size() && i < 25; ++i) {
+      const auto& k = prof[i];
+      double gflops = k.ms > 0 ? double(k.flops) / (k.ms * 1e6) : 0;
+      std::printf("%-9.3f %5.1f%% %8.1f %5.1f%% %9.2f  %-36s %s\n", k.ms, 100 * k.ms / total, gflops,
+                  peak > 0 ? 100 * gflops / peak : 0.0, double(k.bytes) / 1e6, k.kernel.c_str(), k.node.c_str());
+    }
+    int64_t flops = 0;
+    for (auto& k : prof) flops += k.flops;
+    std::printf("fp32 peak measured here: %.1f GFLOP/s per thread x %d thread%s; model %.2f GFLOP at %.1f GFLOP/s\n",
+                peak / p.opts.threads, p.opts.threads, p.opts.threads > 1 ? "s" : "", flops / 1e9,
+                total > 0 ? flops / (total * 1e6) : 0.0);
     std::printf("total %.3f ms in %zu kernels\n", total, prof.size());
   }
   if (a.has("json")) {
