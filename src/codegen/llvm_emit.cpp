@@ -649,7 +649,16 @@ class Emitter {
     emit(n->body);
     auto* next = b_.CreateAdd(iv, b_.getInt64(1), "", true, true);
     iv->addIncoming(next, b_.GetInsertBlock());
-    b_.CreateBr(head);
+    auto* back = b_.CreateBr(head);
+    if (n->for_kind == ForKind::Rolled) {
+      // !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}: the loop ID refers to itself.
+      auto temp = llvm::MDNode::getTemporary(ctx_, {});
+      llvm::Metadata* disable = llvm::MDNode::get(ctx_, {llvm::MDString::get(ctx_, "llvm.loop.unroll.disable")});
+      llvm::Metadata* ops[] = {temp.get(), disable};
+      llvm::MDNode* id = llvm::MDNode::get(ctx_, ops);
+      id->replaceOperandWith(0, id);
+      back->setMetadata(llvm::LLVMContext::MD_loop, id);
+    }
     b_.SetInsertPoint(exit);
     vars_.erase(n->var.as<VarNode>());
   }

@@ -32,6 +32,10 @@ Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work) {
     case StmtKind::For: {
       auto n = as<ForNode>(s);
       int64_t ext, mn;
+      // A rolled loop at the top carries a reduction across its iterations (a cache block
+      // loop): the parallel loop is found inside it.
+      if (n->for_kind == ForKind::Rolled)
+        return make_for(n->var, n->min, n->extent, n->for_kind, parallelize_outer_loops(n->body, min_work));
       if (n->for_kind != ForKind::Serial || !is_const_int(n->extent, &ext) || ext < 2) return s;
       if (!is_const_int(n->min, &mn) || mn != 0) return s;  // remainder nests stay serial
       if (estimate_work(s) < min_work) return s;

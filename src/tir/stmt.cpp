@@ -5,7 +5,7 @@
 namespace kiln::tir {
 
 const char* forkind_name(ForKind k) {
-  static const char* names[] = {"for", "parallel", "vectorized", "unrolled"};
+  static const char* names[] = {"for", "parallel", "vectorized", "unrolled", "rolled"};
   return names[int(k)];
 }
 

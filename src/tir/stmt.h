@@ -10,8 +10,10 @@ namespace kiln::tir {
 
 enum class StmtKind : uint8_t { For, Store, Seq, IfThenElse, Allocate };
 
-// How a loop is to be executed. Schedules set these; codegen honours them.
-enum class ForKind : uint8_t { Serial, Parallel, Vectorized, Unrolled };
+// How a loop is to be executed. Schedules set these; codegen honours them. Serial loops may
+// still be unrolled by LLVM; Rolled ones stay loops (fully unrolling a short reduction loop
+// around a register tile lets LLVM merge loads across iterations until the tile spills).
+enum class ForKind : uint8_t { Serial, Parallel, Vectorized, Unrolled, Rolled };
 const char* forkind_name(ForKind k);
 
 struct StmtNode {
