@@ -156,12 +156,14 @@ InputRead column_input(const Tensor& cols, const ConvTerms& terms) {
 // Output rows narrower than this read their windows through a staged copy (below): a
 // register tile wants at least two vectors of neighbouring outputs.
 constexpr int64_t kMinRowForDirectWindows = 16;
+// Output channel counts that are a multiple of this fill whole AVX2 and AVX-512 vectors.
+constexpr int64_t kChannelVectorMultiple = 16;
 
 // The windows of a float convolution laid out as columns (im2col):
 // cols[n, c, k..., o...] = x[n, c, o*stride + k*dilation], over an input that needs no guards.
 // The reduction then reads, for each kernel tap, all output positions contiguously; it is used
-// for narrow outputs (late ResNet stages) and strided convolutions, whose direct windows would
-// be gathers (for a 1x1 kernel the columns are a plain subsample).
+// for narrow outputs and strided convolutions with few output channels, whose direct windows
+// would be gathers (for a 1x1 kernel the columns are a plain subsample).
 Tensor conv_columns(const Tensor& x, const Window& win, const std::string& name) {
   Shape shape{x.dim(0), x.dim(1)};
   shape.insert(shape.end(), win.kernel.begin(), win.kernel.end());
@@ -197,7 +199,11 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
     unit_stride &= win.strides[d] == 1;
   }
   bool narrow = win.rank() > 0 && win.out.back() < kMinRowForDirectWindows && !unit_kernel;
-  if (win.rank() > 0 && (narrow || !unit_stride)) {
+  // Many output channels: the schedule vectorizes over them (tir/reduction_schedule.cpp) and
+  // reads each window element as one broadcast, at any stride, so the columns would only
+  // cost a copy (7.4 MB for ResNet-50's stem).
+  bool channel_vectors = group == 1 && out_channels % kChannelVectorMultiple == 0;
+  if (win.rank() > 0 && (narrow || !unit_stride) && !channel_vectors) {
     Tensor cols = conv_columns(padded, inner, name + "_cols");
     return conv_reduce(x.dim(0), w, terms, inner, group, column_input(cols, terms), name);
   }
