@@ -386,6 +386,27 @@ class Compiler {
     }
   }
 
+  // Inputs the kernel no longer reads (weights whose packed copy replaced them) leave its
+  // parameter list, so the model does not keep them alive.
+  static void drop_unread_inputs(tir::PrimFunc& f, std::vector<std::string>& arg_names) {
+    std::set<const tir::BufferNode*> read;
+    tir::rewrite(f.body, [&](const tir::Expr& e) {
+      tir::visit(e, [&](const tir::Expr& x) {
+        if (x.kind() == tir::ExprKind::Load) read.insert(x.as<tir::LoadNode>()->buffer.get());
+      });
+      return e;
+    });
+    std::vector<tir::Buffer> params;
+    std::vector<std::string> names;
+    for (size_t i = 0; i < f.params.size(); ++i)
+      if (i >= arg_names.size() || read.count(f.params[i].get())) {
+        params.push_back(f.params[i]);
+        if (i < arg_names.size()) names.push_back(arg_names[i]);
+      }
+    f.params = std::move(params);
+    arg_names = std::move(names);
+  }
+
   // Runs the constant fills (compiled with the kernels, in the same library) into the
   // tensors prepared for them, for the kernels that survived dead-code elimination.
   void run_constant_fills(const codegen::JitLibrary& lib) {
@@ -565,6 +586,7 @@ class Compiler {
       tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
       std::vector<std::string> input_names = arg_names;  // before fills join them
       hoist_constant_fills(g, f, arg_names);
+      drop_unread_inputs(f, arg_names);
       f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
       kernels_.push_back({f, nullptr, false, n.label(), fused, arg_names});

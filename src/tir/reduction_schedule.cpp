@@ -50,7 +50,7 @@ constexpr int64_t kMaxRolledTileLoop = 8;
 // The stage being scheduled: `axes` are the loop axes (the output axes, or with the two
 // innermost fused into one), `out` the destination index in terms of them.
 struct Nest {
-  const Buffer& dst;
+  Buffer dst;
   std::vector<Var> axes;
   std::vector<Expr> out;
   const ReduceNode* r;
@@ -309,11 +309,13 @@ int shared_vector_loads(const Expr& body, const Var& axis, const Var& inner) {
 // row of at least two vectors where the innermost axis alone is short, and every load that
 // reads the fused positions reads them as that same (f / W, f % W) pair of its own dimensions
 // (e.g. a 1x1 convolution's input), so vector accesses along f stay contiguous.
-bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes) {
+// With `any_reads`, the loads may read the fused positions in any form (a channel-vector
+// tile broadcasts each of them, so contiguity does not matter).
+bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes, bool any_reads) {
   size_t rank = shape.size();
   if (rank < 2) return false;
   int64_t h = shape[rank - 2], w = shape[rank - 1];
-  if (w >= 2 * lanes || h * w < 2 * lanes) return false;
+  if (!any_reads && (w >= 2 * lanes || h * w < 2 * lanes)) return false;
   Var f(n->axes[rank - 2].name() + "_fused");
   Expr fe = f;
   Expr hv = floordiv(fe, make_int(w)), wv = floormod(fe, make_int(w));
@@ -337,7 +339,7 @@ bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes) {
       paired |= d + 1 < l->indices.size() && l->indices[d].same_as(hv) && l->indices[d + 1].same_as(wv) &&
                 l->buffer->shape[d + 1] == w;
     }
-    ok &= uses == 0 || (uses == 2 && paired);
+    ok &= any_reads || uses == 0 || (uses == 2 && paired);
   });
   if (!ok) return false;
   auto fused = std::make_shared<ReduceNode>(n->r->op, body, n->r->axes, init);
@@ -418,13 +420,16 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   for (int64_t d : shape) full.push_back({0, d});
   if (axes.empty()) return scalar_reduction(n, full);
   int64_t lanes = target.vector_bytes / 4;
-  if (r->op == ReduceOp::Sum && r->dtype == DType::F32 && fuse_inner_axes(&n, shape, lanes)) {
-    int64_t w = shape.back();
-    shape.pop_back();
-    shape.back() *= w;
-    full.pop_back();
-    full.back() = {0, shape.back()};
-  }
+  auto fuse = [&](Nest& nest, Shape& s, std::vector<Range>& f, bool any_reads) {
+    if (!fuse_inner_axes(&nest, s, lanes, any_reads)) return false;
+    int64_t w = s.back();
+    s.pop_back();
+    s.back() *= w;
+    f.pop_back();
+    f.back() = {0, s.back()};
+    return true;
+  };
+  if (r->op == ReduceOp::Sum && r->dtype == DType::F32) fuse(n, shape, full, false);
   r = n.r;
 
   // Register tiles: f32 sums (FMA) over at least a vector of outputs along a vector axis.
@@ -434,13 +439,37 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   for (auto& a : r->axes) terms *= a.extent;
   if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || terms < 4) return rows_or_scalar(n, full);
   int64_t max_vectors = target.vector_registers >= 32 ? 4 : 2;
-  std::optional<TilePlan> plan;
-  size_t last = n.axes.size() - 1;
-  // The innermost axis first: on a tie it keeps stores contiguous.
-  for (size_t vi = last + 1; vi-- > 0;) {
-    std::optional<TilePlan> p = plan_tiles(n, shape, vi, lanes, max_vectors);
-    if (p && (!plan || p->efficiency > plan->efficiency + 1e-9)) plan = p;
+  auto best_plan = [&](const Nest& nest, const Shape& s, bool innermost_allowed) {
+    std::optional<TilePlan> best;
+    size_t innermost = nest.axes.size() - 1;
+    // The innermost axis first: on a tie it keeps stores contiguous.
+    for (size_t vi = innermost + 1; vi-- > 0;) {
+      if (vi == innermost && !innermost_allowed) continue;
+      std::optional<TilePlan> p = plan_tiles(nest, s, vi, lanes, max_vectors);
+      if (p && (!best || p->efficiency > best->efficiency + 1e-9)) best = p;
+    }
+    return best;
+  };
+  std::optional<TilePlan> plan = best_plan(n, shape, true);
+  // A channel-vector tile reads the two innermost output axes as broadcasts, so they can
+  // always fuse into one row axis, which leaves a smaller remainder of rows (a 7 x 7 output:
+  // 49 = 8 x 6 + 1 rather than 7 = 6 + 1 per row).
+  if (shape.size() >= 3) {
+    Nest fn = n;
+    Shape fs = shape;
+    std::vector<Range> ff = full;
+    if (fuse(fn, fs, ff, true)) {
+      std::optional<TilePlan> fp = best_plan(fn, fs, false);
+      if (fp && (!plan || fp->efficiency > plan->efficiency + 1e-9)) {
+        n = fn;
+        shape = fs;
+        full = ff;
+        plan = fp;
+        r = n.r;
+      }
+    }
   }
+  size_t last = n.axes.size() - 1;
   if (!plan) return rows_or_scalar(n, full);
   size_t vi = plan->vi, bi = plan->bi;
   int64_t ri = plan->ri, width = shape[vi], rows = shape[bi];
