@@ -353,6 +353,40 @@ bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes, bool any_reads)
   return true;
 }
 
+// Coefficient of `v` in `e` when `e` is affine in it; nullopt otherwise.
+std::optional<int64_t> coefficient(const Expr& e, const VarNode* v) {
+  bool uses = false;
+  visit(e, [&](const Expr& x) { uses |= x.kind() == ExprKind::Var && x.as<VarNode>() == v; });
+  if (!uses) return 0;
+  if (e.kind() == ExprKind::Var) return 1;
+  if (e.kind() != ExprKind::Binary) return std::nullopt;
+  auto b = e.as<BinaryNode>();
+  std::optional<int64_t> ca = coefficient(b->a, v), cb = coefficient(b->b, v);
+  int64_t k;
+  if (!ca || !cb) return std::nullopt;
+  if (b->op == BinOp::Add) return *ca + *cb;
+  if (b->op == BinOp::Sub) return *ca - *cb;
+  if (b->op == BinOp::Mul && is_const_int(b->a, &k)) return k * *cb;
+  if (b->op == BinOp::Mul && is_const_int(b->b, &k)) return *ca * k;
+  return std::nullopt;
+}
+
+// Whether every load of `body` reads along `axis` with unit stride in its last dimension or
+// not at all: vector loads, no gathers.
+bool contiguous_along(const Expr& body, const Var& axis) {
+  bool ok = true;
+  const VarNode* v = axis.as<VarNode>();
+  visit(body, [&](const Expr& e) {
+    if (e.kind() != ExprKind::Load) return;
+    const auto& idx = e.as<LoadNode>()->indices;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      std::optional<int64_t> c = coefficient(idx[d], v);
+      ok &= c.has_value() && (*c == 0 || (*c == 1 && d + 1 == idx.size()));
+    }
+  });
+  return ok;
+}
+
 // A register-tile layout for a reduction: vector axis, blocked axis, tile size, and the share
 // of the peak it is expected to reach (outputs covered by full tiles, partial tiles counted
 // at the fraction of the registers they use).
@@ -399,6 +433,14 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
     }
     if (p.bi != vi) break;
   }
+  // No load shared between rows (a depthwise convolution, an average pool): a tile still
+  // keeps its sums in registers instead of a row accumulator in memory, when every load
+  // along the vector axis is contiguous. Rows from the next outer axis; counted at half.
+  double sharing = 1.0;
+  if (p.bi == vi && vi == last && last > 0 && shape[last - 1] >= 2 && contiguous_along(r->body, n.axes[vi])) {
+    p.bi = last - 1;
+    sharing = 0.5;
+  }
   if (p.bi == vi) return std::nullopt;
   int64_t rows = shape[p.bi];
   p.ri = std::min(p.ri, rows);
@@ -406,7 +448,7 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
   double cols = (double(full_cols) + double(vec_cols) / double(vectors)) / double(width);
   int64_t rem = rows % p.ri;
   double row_share = (double(rows - rem) + double(rem) * double(rem) / double(p.ri)) / double(rows);
-  p.efficiency = cols * row_share * double(p.ri) / 6.0 * double(vectors) / double(max_vectors);
+  p.efficiency = sharing * cols * row_share * double(p.ri) / 6.0 * double(vectors) / double(max_vectors);
   return p;
 }
 
