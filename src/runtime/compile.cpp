@@ -583,7 +583,10 @@ class Compiler {
         continue;
       }
       std::string fused = fuse_into_producer(n, info, ins, values, used_outs, params, arg_names);
-      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
+      tir::BufferSet constants;
+      for (size_t i = 0; i < params.size(); ++i)
+        if (g.value(arg_names[i]).constant) constants.insert(params[i].buffer().get());
+      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target(), constants);
       std::vector<std::string> input_names = arg_names;  // before fills join them
       hoist_constant_fills(g, f, arg_names);
       drop_unread_inputs(f, arg_names);

@@ -71,7 +71,7 @@ Epilogue as_epilogue(const Expr& body, const Buffer& b, const std::vector<Var>& 
 }
 
 Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, const VectorTarget& target,
-                 const Epilogue& epilogue = {}) {
+                 const BufferSet& constants, const Epilogue& epilogue = {}) {
   std::vector<Expr> idx(op.axes.begin(), op.axes.end());
   if (body.kind() != ExprKind::Reduce) return loop_nest(op.axes, dst->shape, make_store(dst, idx, body));
   auto r = body.as<ReduceNode>();
@@ -85,15 +85,15 @@ Stmt lower_stage(const Buffer& dst, const ComputeOpNode& op, const Expr& body, c
   }
   if (!unit.empty() && !kept.empty()) {
     auto reduced = std::make_shared<ReduceNode>(r->op, simplify(substitute(r->body, unit)), kept, r->init);
-    return schedule_reduction(dst, op.axes, reduced.get(), target, epilogue);
+    return schedule_reduction(dst, op.axes, reduced.get(), target, epilogue, constants);
   }
-  return schedule_reduction(dst, op.axes, r, target, epilogue);
+  return schedule_reduction(dst, op.axes, r, target, epilogue, constants);
 }
 
 }  // namespace
 
 PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
-               const std::vector<Tensor>& outputs_in, const VectorTarget& target) {
+               const std::vector<Tensor>& outputs_in, const VectorTarget& target, const BufferSet& constants) {
   // An output that is an input or repeats another output gets its own copy stage.
   std::vector<Tensor> outputs;
   std::set<const BufferNode*> out_seen;
@@ -134,7 +134,7 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
   std::vector<Pending> pending;
   auto emit_pending = [&](const Pending& p) {
     scratch.push_back(p.stage.buffer());
-    stmts.push_back(lower_stage(p.stage.buffer(), *p.stage.op(), p.body, target));
+    stmts.push_back(lower_stage(p.stage.buffer(), *p.stage.op(), p.body, target, constants));
   };
   auto sole_reader = [&](const BufferNode* b) -> const BufferNode* {
     for (;;) {
@@ -175,7 +175,7 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
     }
     if (producer) {
       Epilogue ep = as_epilogue(body, producer->stage.buffer(), t.op()->axes, producer->stage.op()->axes);
-      stmts.push_back(lower_stage(t.buffer(), *producer->stage.op(), producer->body, target, ep));
+      stmts.push_back(lower_stage(t.buffer(), *producer->stage.op(), producer->body, target, constants, ep));
       if (!is_output) scratch.push_back(t.buffer());
       continue;
     }
@@ -184,7 +184,7 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
       continue;
     }
     if (!is_output) scratch.push_back(t.buffer());
-    stmts.push_back(lower_stage(t.buffer(), *t.op(), body, target));
+    stmts.push_back(lower_stage(t.buffer(), *t.op(), body, target, constants));
   }
   for (auto& p : pending) emit_pending(p);
 

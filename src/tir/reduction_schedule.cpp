@@ -396,17 +396,18 @@ struct TilePlan {
   double efficiency;
 };
 
-std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi, int64_t lanes, int64_t max_vectors) {
+std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi, int64_t lanes, int64_t max_vectors,
+                                   const BufferSet& constants) {
   const ReduceNode* r = n.r;
   size_t last = n.axes.size() - 1;
   int64_t width = shape[vi];
   int64_t vectors = std::min(max_vectors, width / lanes);
   if (vectors == 0) return std::nullopt;
   if (vi != last) {
-    // Another vector axis only with whole vectors, the operand that varies along it packed,
-    // and every other load the same for all lanes (no gathers).
+    // Another vector axis only with whole vectors, the operand that varies along it packed at
+    // compile time, and every other load the same for all lanes (no gathers).
     Expr packed = packable_load(n, vi);
-    if (width % lanes || !packed.defined()) return std::nullopt;
+    if (width % lanes || !packed.defined() || !constants.count(packed.as<LoadNode>()->buffer.get())) return std::nullopt;
     bool gathers = false;
     visit(r->body, [&](const Expr& e) {
       if (e.kind() != ExprKind::Load || e.same_as(packed)) return;
@@ -455,7 +456,7 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
 }  // namespace
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                        const VectorTarget& target, const Epilogue& epilogue) {
+                        const VectorTarget& target, const Epilogue& epilogue, const BufferSet& constants) {
   Nest n{dst, axes, std::vector<Expr>(axes.begin(), axes.end()), r, nullptr, epilogue};
   Shape shape = dst->shape;
   std::vector<Range> full;
@@ -487,7 +488,7 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
     // The innermost axis first: on a tie it keeps stores contiguous.
     for (size_t vi = innermost + 1; vi-- > 0;) {
       if (vi == innermost && !innermost_allowed) continue;
-      std::optional<TilePlan> p = plan_tiles(nest, s, vi, lanes, max_vectors);
+      std::optional<TilePlan> p = plan_tiles(nest, s, vi, lanes, max_vectors, constants);
       if (p && (!best || p->efficiency > best->efficiency + 1e-9)) best = p;
     }
     return best;

@@ -3,6 +3,8 @@
 // Every schedule keeps each output element's terms in the same order as the plain
 // "for outputs: for reduce axes" nest; only the order in which outputs are visited changes.
 #pragma once
+#include <set>
+
 #include "tir/compute.h"
 
 namespace kiln::tir {
@@ -25,7 +27,11 @@ struct Epilogue {
   Expr value;
   Var result;
 };
+// Buffers known at compile time: a tile may vectorize an axis other than the innermost only
+// when the operand it packs is one of them (packed once, at compile time).
+using BufferSet = std::set<const BufferNode*>;
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                        const VectorTarget& target, const Epilogue& epilogue = {});
+                        const VectorTarget& target, const Epilogue& epilogue = {},
+                        const BufferSet& constants = {});
 
 }  // namespace kiln::tir
