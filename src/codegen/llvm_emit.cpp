@@ -1,4 +1,5 @@
 #include "codegen/llvm_emit.h"
+#include "codegen/vector_math.h"
 
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
@@ -370,6 +371,7 @@ class Emitter {
   }
 
   llvm::Value* is_nan(llvm::Value* v) { return b_.CreateFCmpUNO(v, v); }
+  static bool f32_vector(llvm::Value* v) { return v->getType()->isVectorTy() && v->getType()->getScalarType()->isFloatTy(); }
 
   llvm::Value* binary(const BinaryNode* n) {
     DType t = n->a.dtype();
@@ -481,7 +483,7 @@ class Emitter {
         if (!dtype_is_signed_int(t)) return pos;
         return b_.CreateSelect(b_.CreateICmpSLT(a, z), llvm::ConstantInt::get(ty, -1, true), pos);
       }
-      case UnOp::Exp: return fpi(llvm::Intrinsic::exp);
+      case UnOp::Exp: return f32_vector(a) ? emit_exp_f32(b_, a) : fpi(llvm::Intrinsic::exp);
       case UnOp::Log: return fpi(llvm::Intrinsic::log);
       case UnOp::Sqrt: return fpi(llvm::Intrinsic::sqrt);
       case UnOp::Sin: return fpi(llvm::Intrinsic::sin);
@@ -499,7 +501,7 @@ class Emitter {
       case UnOp::Asinh: return libm("asinhf", a);
       case UnOp::Acosh: return libm("acoshf", a);
       case UnOp::Atanh: return libm("atanhf", a);
-      case UnOp::Erf: return libm("erff", a);
+      case UnOp::Erf: return f32_vector(a) ? emit_erf_f32(b_, a) : libm("erff", a);
       case UnOp::IsNaN: return fl ? is_nan(a) : b_.getFalse();
       case UnOp::IsInf:
         return fl ? b_.CreateFCmpOEQ(fpi(llvm::Intrinsic::fabs), llvm::ConstantFP::getInfinity(ty)) : b_.getFalse();
