@@ -33,6 +33,10 @@ struct CompileOptions {
   // object file (the ahead-of-time path).
   std::string emit_path;
   std::function<void(const std::string&)> log;  // defaults to stderr
+  // Schedule steps per kernel name (as --dump-ir tir prints them), replayed after the default
+  // schedule: "split(x, 8); vectorize(x_i); parallel(x_o)" (see src/tir/schedule_steps.h).
+  // A kernel given steps gets no automatic parallel loops.
+  std::map<std::string, std::string> schedules;
 };
 
 // The fp32 FMA throughput one core of this machine reaches, in GFLOP/s, measured once per

@@ -16,6 +16,7 @@
 #include "runtime/thread_pool.h"
 #include "tir/cost.h"
 #include "tir/schedule.h"
+#include "tir/schedule_steps.h"
 #include "codegen/target.h"
 #include "tir/lower.h"
 
@@ -60,6 +61,7 @@ struct Kernel {
   std::string node_label;
   std::string fused;  // the nodes fused into this kernel before node_label's, "A + B + " when any
   std::vector<std::string> args;  // value names, parameter order
+  std::string schedule;           // the schedule steps applied after lowering, printed with the IR
 };
 
 }  // namespace
@@ -129,8 +131,12 @@ class Compiler {
       used_args.insert(k.args.begin(), k.args.end());
     }
     std::erase_if(pending_fills_, [&](const PendingFill& p) { return !used_args.count(p.name); });
+    for (auto& kv : opts_.schedules)
+      if (std::none_of(kernels_.begin(), kernels_.end(), [&](const Kernel& k) { return !k.host && k.func.name == kv.first; }))
+        fail(path, ": a schedule is given for kernel '", kv.first, "', which the model does not have (--dump-ir tir lists them)");
     if (opts_.dump_ir == "tir" || opts_.dump_ir == "all")
-      for (auto& f : funcs) log_(tir::to_string(f));
+      for (auto& k : kernels_)
+        if (!k.host) log_("# schedule: " + k.schedule + "\n" + tir::to_string(k.func));
     std::vector<tir::PrimFunc> all = funcs;
     for (auto& p : pending_fills_) all.push_back(p.fill);
     auto t = Clock::now();
@@ -386,6 +392,25 @@ class Compiler {
     }
   }
 
+  // The steps after lowering: vectorized inner loops (the default), then the user's steps
+  // for this kernel if any (CompileOptions::schedules), else parallel outer loops. Returns
+  // them as text, for --dump-ir tir.
+  std::string schedule_kernel(tir::PrimFunc& f) {
+    std::vector<tir::ScheduleStep> steps = tir::vectorize_inner_loops(&f.body, vector_target().vector_bytes / 4);
+    std::string text = tir::to_string(steps);
+    auto user = opts_.schedules.find(f.name);
+    if (user != opts_.schedules.end()) {
+      try {
+        f.body = tir::apply_schedule(f.body, tir::parse_schedule(user->second));
+      } catch (const Error& e) {
+        fail("kernel ", f.name, ": ", e.what());
+      }
+      return text + (text.empty() ? "" : "; ") + user->second + " (user)";
+    }
+    f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
+    return text.empty() ? "parallel outer loops" : text + "; parallel outer loops";
+  }
+
   // Inputs the kernel no longer reads (weights whose packed copy replaced them) leave its
   // parameter list, so the model does not keep them alive.
   static void drop_unread_inputs(tir::PrimFunc& f, std::vector<std::string>& arg_names) {
@@ -590,9 +615,9 @@ class Compiler {
       std::vector<std::string> input_names = arg_names;  // before fills join them
       hoist_constant_fills(g, f, arg_names);
       drop_unread_inputs(f, arg_names);
-      f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
+      std::string schedule = schedule_kernel(f);
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
-      kernels_.push_back({f, nullptr, false, n.label(), fused, arg_names});
+      kernels_.push_back({f, nullptr, false, n.label(), fused, arg_names, schedule});
       if (used_outs.size() == 1 && uses_[out_names[0]] == 1)
         producers_[out_names[0]] = {kernels_.size() - 1, used_outs[0], params, input_names};
       kept.push_back(std::move(n));
