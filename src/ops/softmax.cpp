@@ -35,13 +35,24 @@ Converter softmax(bool log_space) {
     Span s = softmax_span(ctx, x);
     Tensor m = s.fold(ReduceOp::Max, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return x(i); },
                       ctx.out_name() + "_max");
-    Tensor sum = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
-      return tir::exp(x(i) - m(g));
-    }, ctx.out_name() + "_sum");
+    if (log_space) {
+      Tensor sum = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>& g) {
+        return tir::exp(x(i) - m(g));
+      }, ctx.out_name() + "_sum");
+      return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
+        Expr y = x(i) - m(s.group_of(i)) - tir::log(sum(s.group_of(i)));
+        return compute_t == in_t ? y : tir::cast(in_t, y);
+      }, ctx.out_name())};
+    }
+    // The exponentials once, stored: the sum and the quotient both read them (an elementwise
+    // stage that vectorizes, instead of exp inside the sum's loop and again in the output).
+    Tensor e = tir::compute_materialized(x.shape(), [&](const std::vector<Var>& i) {
+      return tir::exp(x(i) - m(s.group_of(i)));
+    }, ctx.out_name() + "_exp");
+    Tensor sum = s.fold(ReduceOp::Sum, [&](const std::vector<Expr>& i, const std::vector<Var>&) { return e(i); },
+                        ctx.out_name() + "_sum");
     return {tir::compute(x.shape(), [&](const std::vector<Var>& i) {
-      std::vector<Expr> g = s.group_of(i);
-      Expr shifted = x(i) - m(g);
-      Expr y = log_space ? shifted - tir::log(sum(g)) : tir::exp(shifted) / sum(g);
+      Expr y = e(i) / sum(s.group_of(i));
       return compute_t == in_t ? y : tir::cast(in_t, y);
     }, ctx.out_name())};
   };
