@@ -14,6 +14,8 @@ mkdir -p "$tmp/inputs_wrong_type"
 # A TensorProto int64[1] = {5} (dims: field 1, data_type: field 2 = INT64, int64_data: field 7)
 # where the demo model takes a float image.
 printf '\x08\x01\x10\x07\x38\x05' >"$tmp/inputs_wrong_type/input_0.pb"
+printf 'k10_probs: vectorize(probs_out0_sum_r1)\n' >"$tmp/illegal.schedule"
+printf 'k99_nothing: unroll(x)\n' >"$tmp/unknown_kernel.schedule"
 
 # case -> the kiln arguments, and a word the error message must contain
 case $case_name in
@@ -27,6 +29,9 @@ case $case_name in
   unknown_flag)     args=(run "$demo/model.onnx" --no-such-flag);          want=no-such-flag ;;
   unknown_command)  args=(frobnicate "$demo/model.onnx");                  want=frobnicate ;;
   no_model)         args=(run);                                            want=model ;;
+  illegal_schedule) args=(run "$demo/model.onnx" --schedule "$tmp/illegal.schedule"); want=probs_out0_sum_r1 ;;
+  schedule_unknown_kernel) args=(run "$demo/model.onnx" --schedule "$tmp/unknown_kernel.schedule"); want=k99_nothing ;;
+  missing_schedule) args=(run "$demo/model.onnx" --schedule "$tmp/none.schedule"); want=none.schedule ;;
   *) echo "cli_error_test.sh: unknown case '$case_name'"; exit 2 ;;
 esac
 

@@ -81,6 +81,72 @@ TEST(Runtime, ConcurrentRunsMatchReference) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+// Conv with bias, 16 output channels over 5 x 5 positions: the channel-vector tiles start
+// from the bias (a constant), and the last, one-row tile sits alone at the top of the kernel.
+// Its accumulator must start afresh on every run (it was once hoisted as a constant fill).
+TEST(Runtime, ConvWithBiasGivesTheSameResultEveryRun) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  g->set_name("g");
+  auto* x = g->add_input();
+  x->set_name("x");
+  auto* xt = x->mutable_type()->mutable_tensor_type();
+  xt->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int d : {1, 2, 5, 5}) xt->mutable_shape()->add_dim()->set_dim_value(d);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> W(16 * 2 * 3 * 3), B(16);
+  for (auto& v : W) v = u(rng);
+  for (auto& v : B) v = u(rng);
+  auto init = [&](const char* name, std::vector<int64_t> dims, const std::vector<float>& v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (auto d : dims) t->add_dims(d);
+    for (float f : v) t->add_float_data(f);
+  };
+  init("w", {16, 2, 3, 3}, W);
+  init("b", {16}, B);
+  auto* n = g->add_node();
+  n->set_op_type("Conv");
+  for (const char* i : {"x", "w", "b"}) n->add_input(i);
+  n->add_output("y");
+  auto* pads = n->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(1);
+  g->add_output()->set_name("y");
+  auto* yt = g->mutable_output(0)->mutable_type()->mutable_tensor_type();
+  yt->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int d : {1, 16, 5, 5}) yt->mutable_shape()->add_dim()->set_dim_value(d);
+  auto path = (std::filesystem::temp_directory_path() / "kiln_rt_conv_bias.onnx").string();
+  {
+    std::ofstream f(path, std::ios::binary);
+    m.SerializeToOstream(&f);
+  }
+  kiln::Model model = kiln::Model::compile_file(path);
+  kiln::HostTensor in(kiln::DType::F32, {1, 2, 5, 5});
+  for (int i = 0; i < 50; ++i) in.as<float>()[i] = u(rng);
+  for (int run = 0; run < 3; ++run) {
+    auto out = model.run({in});
+    for (int oc = 0; oc < 16; ++oc)
+      for (int y = 0; y < 5; ++y)
+        for (int xx = 0; xx < 5; ++xx) {
+          double want = B[oc];
+          for (int c = 0; c < 2; ++c)
+            for (int ky = 0; ky < 3; ++ky)
+              for (int kx = 0; kx < 3; ++kx) {
+                int iy = y + ky - 1, ix = xx + kx - 1;
+                if (iy < 0 || iy >= 5 || ix < 0 || ix >= 5) continue;
+                want += double(W[((oc * 2 + c) * 3 + ky) * 3 + kx]) * in.as<float>()[(c * 5 + iy) * 5 + ix];
+              }
+          ASSERT_NEAR(out[0].as<float>()[(oc * 5 + y) * 5 + xx], want, 1e-5) << "run " << run << " at " << oc << "," << y << "," << xx;
+        }
+  }
+}
+
 TEST(Runtime, RejectsWrongInputs) {
   kiln::CompileOptions opts;
   opts.shapes["a"] = {4, 8};

@@ -97,6 +97,11 @@ struct Hoister {
     accesses(stmts.front(), &stored, &loaded);
     bool from_constants = stored == std::set<const BufferNode*>{a->buffer.get()} && !loaded.empty();
     for (auto* b : loaded) from_constants &= constants.count(b) > 0;
+    // Only a buffer the rest only reads: a register tile initialized from a constant (a conv
+    // bias) is then accumulated into, and must start afresh on every run.
+    std::set<const BufferNode*> later_stored, later_loaded;
+    for (size_t i = 1; i < stmts.size(); ++i) accesses(stmts[i], &later_stored, &later_loaded);
+    from_constants &= !later_stored.count(a->buffer.get());
     if (!from_constants) return make_allocate(a->buffer, body);
     PrimFunc fill;
     fill.name = name + "_fill" + std::to_string(fills.size());

@@ -49,6 +49,26 @@ std::optional<int64_t> coefficient(const Expr& e, const VarNode* v) {
   return std::nullopt;
 }
 
+// Indices with each adjacent pair (x / k, x % k) over a dimension of extent k merged into x:
+// the form fused loops produce, one element per value of x.
+std::vector<Expr> merged_pairs(const Buffer& buf, const std::vector<Expr>& in) {
+  std::vector<Expr> out;
+  for (size_t d = 0; d < in.size(); ++d) {
+    int64_t ka, kb;
+    if (d + 1 < in.size() && in[d].kind() == ExprKind::Binary && in[d + 1].kind() == ExprKind::Binary) {
+      auto a = in[d].as<BinaryNode>(), b = in[d + 1].as<BinaryNode>();
+      if (a->op == BinOp::FloorDiv && b->op == BinOp::FloorMod && a->a.same_as(b->a) && is_const_int(a->b, &ka) &&
+          is_const_int(b->b, &kb) && ka == kb && ka == buf->shape[d + 1]) {
+        out.push_back(a->a);
+        ++d;
+        continue;
+      }
+    }
+    out.push_back(in[d]);
+  }
+  return out;
+}
+
 void collect(const Stmt& s, const std::function<void(const Stmt&)>& f) {
   if (!s) return;
   f(s);
@@ -82,12 +102,13 @@ std::string dependence(const ForNode* loop, bool unit_last) {
     if (s->kind != StmtKind::Store || !why.empty()) return;
     auto st = as<StoreNode>(s);
     if (local.count(st->buffer.get())) return;
+    std::vector<Expr> idx = merged_pairs(st->buffer, st->indices);
     int dims = 0;
-    for (size_t d = 0; d < st->indices.size(); ++d) {
-      if (!uses_var(st->indices[d], v)) continue;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      if (!uses_var(idx[d], v)) continue;
       ++dims;
-      std::optional<int64_t> c = coefficient(st->indices[d], v);
-      if (!c || *c == 0 || (unit_last && (*c != 1 || d + 1 != st->indices.size()))) dims = 99;
+      std::optional<int64_t> c = coefficient(idx[d], v);
+      if (!c || *c == 0 || (unit_last && (*c != 1 || d + 1 != idx.size()))) dims = 99;
     }
     if (dims == 0) why = "every iteration writes the same element of " + st->buffer->name;
     else if (dims != 1) why = "its stores to " + st->buffer->name + " are not one " + std::string(unit_last ? "unit-stride " : "") + "element per iteration";
@@ -140,15 +161,16 @@ struct Applier {
     return ext;
   }
 
-  // Rebuilds `s` with `f` applied to every loop named `name` (outermost match first; the
-  // result is not searched again).
-  Stmt each(const Stmt& s, const std::string& name, bool in_parallel,
+  // Rebuilds `s` with `f` applied to every loop with one of `names` (the outermost match on
+  // each path; the result is not searched again).
+  Stmt each(const Stmt& s, const std::set<std::string>& names, bool in_parallel,
             const std::function<Stmt(const ForNode*, bool)>& f) {
+    const auto& name = names;
     if (!s) return s;
     switch (s->kind) {
       case StmtKind::For: {
         auto n = as<ForNode>(s);
-        if (n->var.name() == name) {
+        if (name.count(n->var.name())) {
           ++applied;
           return f(n, in_parallel);
         }
@@ -264,7 +286,10 @@ struct Applier {
   }
 
   Stmt apply(const Stmt& body) {
-    Stmt out = each(body, step.loops.front(), false, [&](const ForNode* n, bool in_parallel) -> Stmt {
+    // Reorder starts from whichever of its loops is outermost; the others from their loop.
+    std::set<std::string> names{step.loops.front()};
+    if (step.kind == ScheduleStep::Kind::Reorder) names.insert(step.loops.begin(), step.loops.end());
+    Stmt out = each(body, names, false, [&](const ForNode* n, bool in_parallel) -> Stmt {
       switch (step.kind) {
         case ScheduleStep::Kind::Split: return split(n);
         case ScheduleStep::Kind::Fuse: return fuse(n);
@@ -272,21 +297,14 @@ struct Applier {
         default: return set_kind(n, in_parallel);
       }
     });
-    if (applied == 0) {
-      // Reorder names its loops in the new order; the outermost of them may be any.
-      if (step.kind == ScheduleStep::Kind::Reorder)
-        for (size_t i = 1; i < step.loops.size() && applied == 0; ++i) {
-          ScheduleStep rotated = step;
-          std::rotate(rotated.loops.begin(), rotated.loops.begin() + i, rotated.loops.begin() + i + 1);
-          Applier again{rotated};
-          Stmt s = again.each(body, step.loops[i], false, [&](const ForNode* n, bool) { return reorder(n); });
-          if (again.applied) return s;
-        }
-      fail("schedule step '", to_string(step), "': no loop named ", step.loops.front());
-    }
+    if (applied == 0) fail("schedule step '", to_string(step), "': no loop named ", step.loops.front());
     return out;
   }
 };
+
+}  // namespace
+
+namespace {
 
 std::string trim(const std::string& s) {
   size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");

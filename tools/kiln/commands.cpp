@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <random>
 
@@ -16,7 +17,7 @@ namespace {
 
 const std::map<std::string, bool> kCompileFlags = {
     {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"emit", true},
-    {"help", false}};
+    {"schedule", true}, {"help", false}};
 
 const char* kRunHelp =
     "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
@@ -30,12 +31,16 @@ const char* kRunHelp =
     "  --dump-ir PASS      print the graph after PASS (import, canonicalize, fold, dce, final, all)\n"
     "                      or every kernel's loop IR (tir)\n"
     "  --timing            print the time of each compiler pass\n"
-    "  --emit FILE         also write the generated code: FILE.s assembly, FILE.ll LLVM IR, else an object file\n";
+    "  --emit FILE         also write the generated code: FILE.s assembly, FILE.ll LLVM IR, else an object file\n"
+    "  --schedule FILE     replay schedule steps per kernel, one kernel per line:\n"
+    "                        k3_Relu_11: split(x, 8); vectorize(x_i); parallel(x_o)\n"
+    "                      (kernel and loop names as --dump-ir tir prints them; '#' starts a comment;\n"
+    "                      a kernel given steps gets no automatic parallel loops)\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
-    "                             [--profile] [--trace FILE]\n"
-    "Compiles the model once, then times K runs after W warm-up runs.\n"
+    "                             [--profile] [--trace FILE] [--schedule FILE]\n"
+    "Compiles the model once, then times K runs after W warm-up runs (compile flags as for kiln run).\n"
     "  --iters K   timed runs (default 20)\n"
     "  --warmup W  untimed runs first (default 3)\n"
     "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n"
@@ -65,6 +70,26 @@ struct Prepared {
   std::unique_ptr<Model> model;
 };
 
+// "KERNEL: step; step" per line; blank lines and '#' comments skipped.
+std::map<std::string, std::string> read_schedule_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, ": cannot read the schedule file");
+  std::map<std::string, std::string> r;
+  std::string line;
+  for (int no = 1; std::getline(in, line); ++no) {
+    line = line.substr(0, line.find('#'));
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    size_t colon = line.find(':');
+    std::string kernel = colon == std::string::npos ? "" : line.substr(0, colon);
+    kernel.erase(0, kernel.find_first_not_of(" \t"));
+    kernel.erase(kernel.find_last_not_of(" \t") + 1);
+    if (kernel.empty()) fail(path, ":", no, ": expected 'KERNEL: steps'");
+    if (r.count(kernel)) fail(path, ":", no, ": kernel ", kernel, " is scheduled twice");
+    r[kernel] = line.substr(colon + 1);
+  }
+  return r;
+}
+
 Prepared prepare(const Args& a) {
   if (a.model.empty()) fail("no model given (see kiln ", a.command, " --help)");
   Prepared p;
@@ -73,6 +98,7 @@ Prepared prepare(const Args& a) {
   p.opts.dump_ir = a.get("dump-ir");
   p.opts.print_timing = a.has("timing");
   p.opts.emit_path = a.get("emit");
+  if (a.has("schedule")) p.opts.schedules = read_schedule_file(a.get("schedule"));
   if (a.has("inputs")) {
     std::string dir = a.get("inputs");
     if (!fs::is_directory(dir)) fail(dir, ": not a directory");
