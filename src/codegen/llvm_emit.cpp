@@ -103,7 +103,7 @@ class Emitter {
       if (a.kind() != ExprKind::Binary || b.kind() != ExprKind::Binary) continue;
       auto na = a.as<BinaryNode>(), nb = b.as<BinaryNode>();
       int64_t ka, kb;
-      if (na->op != BinOp::FloorDiv || nb->op != BinOp::FloorMod || !na->a.same_as(nb->a) ||
+      if (na->op != BinOp::FloorDiv || nb->op != BinOp::FloorMod || !na->a.equals(nb->a) ||
           !is_const_int(na->b, &ka) || !is_const_int(nb->b, &kb) || ka != kb || ka != (*shape)[d + 1])
         continue;
       Expr x = na->a;

@@ -111,6 +111,30 @@ Tensor pad_input(const Tensor& x, const Window& win, const std::string& name) {
   }, name);
 }
 
+// x zero-padded as pad_input does, with its last dimension also split by that dimension's
+// stride s into phases: planes[n, c, d.., p, q] = padded[n, c, d.., q * s + p] (0 past the
+// end). A strided window then reads neighbouring q for neighbouring outputs: vector loads
+// where the padded input would need gathers, in one copy the size of the padded input.
+Tensor phase_planes(const Tensor& x, const Window& win, const std::string& name) {
+  int r = win.rank(), last = r - 1;
+  int64_t s = win.strides[last], padded_width = win.in[last] + win.pad_begin[last] + win.pad_end[last];
+  Shape shape{x.dim(0), x.dim(1)};
+  for (int d = 0; d < last; ++d) shape.push_back(win.in[d] + win.pad_begin[d] + win.pad_end[d]);
+  shape.push_back(s);
+  shape.push_back((padded_width + s - 1) / s);
+  return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
+    std::vector<Expr> idx{i[0], i[1]};
+    Expr inside = tir::make_int(1, DType::Bool);
+    for (int d = 0; d < r; ++d) {
+      Expr padded = d < last ? Expr(i[2 + d]) : Expr(i[2 + r]) * s + i[1 + r];
+      Expr coord = padded - win.pad_begin[d];
+      inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
+      idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
+    }
+    return tir::select(inside, x(idx), tir::make_const(x.dtype(), 0));
+  }, name);
+}
+
 // The input term a convolution multiplies for batch n, input channel c, output position o (one
 // index per spatial dim) and kernel tap k, already in the accumulation type (ConvTerms::x_value).
 using InputRead = std::function<Expr(const Expr& n, const Expr& c, const std::vector<Expr>& o,
@@ -140,6 +164,20 @@ InputRead window_input(const Tensor& x, const Window& win, const ConvTerms& term
   return [&x, &win, &terms](const Expr& n, const Expr& c, const std::vector<Expr>& o, const std::vector<Expr>& k) {
     return window_read(x, n, c, win, o, k, [&](Expr e) { return terms.x_value(e, c); },
                        tir::make_const(terms.acc, 0));
+  };
+}
+
+// The read of phase planes (phase_planes) for window `inner` over the padded input.
+InputRead phase_input(const Tensor& planes, const Window& inner, const ConvTerms& terms) {
+  return [&planes, &inner, &terms](const Expr& n, const Expr& c, const std::vector<Expr>& o, const std::vector<Expr>& k) {
+    int last = inner.rank() - 1;
+    int64_t s = inner.strides[last];
+    std::vector<Expr> idx{n, c};
+    for (int d = 0; d < last; ++d) idx.push_back(inner.input_coord(d, o[d], k[d]));
+    Expr offset = k[last] * inner.dilations[last];
+    idx.push_back(floormod(offset, s));
+    idx.push_back(o[last] + floordiv(offset, s));
+    return terms.x_value(planes(idx), c);
   };
 }
 
@@ -203,6 +241,10 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
   // reads each window element as one broadcast, at any stride, so the columns would only
   // cost a copy (7.4 MB for ResNet-50's stem).
   bool channel_vectors = group == 1 && out_channels % kChannelVectorMultiple == 0;
+  if (win.rank() > 0 && !narrow && !channel_vectors && win.strides[win.rank() - 1] > 1) {
+    Tensor planes = phase_planes(x, win, name + "_phases");
+    return conv_reduce(x.dim(0), w, terms, inner, group, phase_input(planes, inner, terms), name);
+  }
   if (win.rank() > 0 && (narrow || !unit_stride) && !channel_vectors) {
     Tensor cols = conv_columns(padded, inner, name + "_cols");
     return conv_reduce(x.dim(0), w, terms, inner, group, column_input(cols, terms), name);

@@ -157,3 +157,37 @@ Expr reduce(ReduceOp op, Expr body, std::vector<IterVar> axes, Expr init) {
 }
 
 }  // namespace kiln::tir
+
+namespace kiln::tir {
+
+bool Expr::equals(const Expr& o) const {
+  if (same_as(o)) return true;
+  if (!defined() || !o.defined() || kind() != o.kind() || dtype() != o.dtype()) return false;
+  auto all_equal = [](const std::vector<Expr>& a, const std::vector<Expr>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!a[i].equals(b[i])) return false;
+    return true;
+  };
+  switch (kind()) {
+    case ExprKind::IntImm: return as<IntImmNode>()->value == o.as<IntImmNode>()->value;
+    case ExprKind::FloatImm: return as<FloatImmNode>()->value == o.as<FloatImmNode>()->value;
+    case ExprKind::Var: return false;  // identity, checked above
+    case ExprKind::Binary: {
+      auto x = as<BinaryNode>(), y = o.as<BinaryNode>();
+      return x->op == y->op && x->a.equals(y->a) && x->b.equals(y->b);
+    }
+    case ExprKind::Unary: return as<UnaryNode>()->op == o.as<UnaryNode>()->op && as<UnaryNode>()->a.equals(o.as<UnaryNode>()->a);
+    case ExprKind::Select: {
+      auto x = as<SelectNode>(), y = o.as<SelectNode>();
+      return x->cond.equals(y->cond) && x->t.equals(y->t) && x->f.equals(y->f);
+    }
+    case ExprKind::Cast: return as<CastNode>()->a.equals(o.as<CastNode>()->a);
+    case ExprKind::Load:
+      return as<LoadNode>()->buffer == o.as<LoadNode>()->buffer && all_equal(as<LoadNode>()->indices, o.as<LoadNode>()->indices);
+    case ExprKind::Reduce: return false;
+  }
+  return false;
+}
+
+}  // namespace kiln::tir

@@ -62,6 +62,9 @@ class Expr {
   DType dtype() const { return node_->dtype; }
   template <typename T> const T* as() const { return static_cast<const T*>(node_.get()); }
   bool same_as(const Expr& o) const { return node_ == o.node_; }
+  // Same structure: same kinds, types, operators, constants, variables (by identity) and
+  // buffers (by identity), all the way down. Rewrites build new nodes for equal indices.
+  bool equals(const Expr& o) const;
 
  private:
   std::shared_ptr<const ExprNode> node_;

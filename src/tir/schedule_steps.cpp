@@ -57,7 +57,7 @@ std::vector<Expr> merged_pairs(const Buffer& buf, const std::vector<Expr>& in) {
     int64_t ka, kb;
     if (d + 1 < in.size() && in[d].kind() == ExprKind::Binary && in[d + 1].kind() == ExprKind::Binary) {
       auto a = in[d].as<BinaryNode>(), b = in[d + 1].as<BinaryNode>();
-      if (a->op == BinOp::FloorDiv && b->op == BinOp::FloorMod && a->a.same_as(b->a) && is_const_int(a->b, &ka) &&
+      if (a->op == BinOp::FloorDiv && b->op == BinOp::FloorMod && a->a.equals(b->a) && is_const_int(a->b, &ka) &&
           is_const_int(b->b, &kb) && ka == kb && ka == buf->shape[d + 1]) {
         out.push_back(a->a);
         ++d;
@@ -123,7 +123,7 @@ std::string dependence(const ForNode* loop, bool unit_last) {
         auto w = written.find(l->buffer.get());
         if (w == written.end()) return;
         bool same = w->second.size() == l->indices.size();
-        for (size_t d = 0; same && d < l->indices.size(); ++d) same = l->indices[d].same_as(w->second[d]) || to_string(l->indices[d]) == to_string(w->second[d]);
+        for (size_t d = 0; same && d < l->indices.size(); ++d) same = l->indices[d].equals(w->second[d]);
         if (!same) why = "it reads elements of " + l->buffer->name + " that other iterations write";
       });
     };
