@@ -163,6 +163,37 @@ def read_inputs(sess, inputs_dir):
     return feeds
 
 
+_RSS_PROBE = r"""
+import sys
+sys.path.insert(0, sys.argv[4])
+import bench
+import onnxruntime
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])  # kB
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+base = status("VmRSS:")
+sess = bench.ort_session(sys.argv[1], int(sys.argv[3]))
+feeds = bench.read_inputs(sess, sys.argv[2])
+for _ in range(3):
+    sess.run(None, feeds)
+print(status("VmHWM:") - base)
+"""
+
+
+def ort_rss_growth_mb(model, inputs, threads):
+    """ORT's peak RSS growth for the model, in a fresh process: from before the session is
+    built to after three runs (its weights, prepacked weights and activation arena)."""
+    try:
+        out = run_cmd([sys.executable, "-c", _RSS_PROBE, model, inputs, str(threads),
+                       os.path.dirname(os.path.abspath(__file__))])
+        return int(out.strip().splitlines()[-1]) / 1e3
+    except (BenchError, ValueError, IndexError):
+        return None
+
+
 def ort_round(sess, feeds, mode):
     sess.run(None, feeds)  # warm-up
     times, t_end = [], time.perf_counter() + mode.ort_budget_s
@@ -184,6 +215,8 @@ class ModelResult:
     kiln_error: str = None
     ort_error: str = None
     others: float = None  # other runnable threads when the row started (see others_running)
+    kiln_mem_mb: float = None  # kiln's planned intermediates (one arena per run)
+    ort_mem_mb: float = None   # ORT's peak RSS growth over its runs (after the session was built)
     rounds: list = field(default_factory=list)  # (kiln_ms, ort_ms) per round
 
     @property
@@ -218,6 +251,7 @@ def measure_model(kiln, path, inputs, threads, mode, r):
     try:
         probe = kiln.probe(path, threads, inputs)
         r.compile_ms = probe["compile_ms"]
+        r.kiln_mem_mb = probe.get("intermediate_bytes", 0) / 1e6
         est = probe["median_ms"]
     except BenchError as e:
         r.kiln_error = str(e)
@@ -233,6 +267,8 @@ def measure_model(kiln, path, inputs, threads, mode, r):
                 ort_rounds.append(ort_round(sess, feeds, mode))
             except Exception as e:  # noqa: BLE001
                 sess, r.ort_error = None, _describe(e)
+    if sess is not None:
+        r.ort_mem_mb = ort_rss_growth_mb(path, inputs, threads)
     r.rounds = list(zip(kiln_rounds, ort_rounds))
     if kiln_rounds and r.kiln_error is None:
         r.kiln_ms = statistics.median(kiln_rounds)
