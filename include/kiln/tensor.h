@@ -22,6 +22,10 @@ struct HostTensor {
 
   HostTensor() = default;
   HostTensor(DType t, Shape s) : dtype(t), shape(std::move(s)), bytes(numel() * dtype_bytes(t)) {}
+  // A copy of `data`, numel * element size bytes (no zero-filling first: weights are large).
+  HostTensor(DType t, Shape s, const void* data)
+      : dtype(t), shape(std::move(s)),
+        bytes(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + numel() * dtype_bytes(t)) {}
 
   int64_t numel() const { return shape_numel(shape); }
   void* data() { return bytes.data(); }

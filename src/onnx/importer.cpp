@@ -1,6 +1,9 @@
 #include "onnx/importer.h"
 
+#include <fcntl.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <onnx/checker.h>
+#include <unistd.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
@@ -198,11 +201,10 @@ struct Importer {
 
 }  // namespace
 
-graph::Graph import_bytes(const std::string& bytes, const std::string& source, const std::string& dir,
+namespace {
+
+graph::Graph import_model(onnx::ModelProto& model, const std::string& source, const std::string& dir,
                           const ImportOptions& opts) {
-  onnx::ModelProto model;
-  if (bytes.empty() || !model.ParseFromString(bytes))
-    fail(source, ": not a valid ONNX model (protobuf parsing failed)");
   if (!model.has_graph()) fail(source, ": the model has no graph");
 
   Importer imp{source, dir, opts, {}};
@@ -242,14 +244,31 @@ graph::Graph import_bytes(const std::string& bytes, const std::string& source, c
   }
 }
 
+}  // namespace
+
+graph::Graph import_bytes(const std::string& bytes, const std::string& source, const std::string& dir,
+                          const ImportOptions& opts) {
+  onnx::ModelProto model;
+  if (bytes.empty() || !model.ParseFromString(bytes))
+    fail(source, ": not a valid ONNX model (protobuf parsing failed)");
+  return import_model(model, source, dir, opts);
+}
+
 graph::Graph import_file(const std::string& path, const ImportOptions& opts) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open the file");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  // Parsed straight from the file: a 440 MB model is not first copied into a string.
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail(path, ": cannot open the file");
+  onnx::ModelProto model;
+  bool parsed;
+  {
+    google::protobuf::io::FileInputStream in(fd);
+    parsed = model.ParseFromZeroCopyStream(&in) && in.GetErrno() == 0 && model.ByteSizeLong() > 0;
+  }
+  ::close(fd);
+  if (!parsed) fail(path, ": not a valid ONNX model (protobuf parsing failed)");
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  return import_bytes(ss.str(), path, dir, opts);
+  return import_model(model, path, dir, opts);
 }
 
 HostTensor load_tensor_file(const std::string& path) {

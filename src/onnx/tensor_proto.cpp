@@ -61,19 +61,17 @@ HostTensor from_proto(const onnx::TensorProto& p, const std::string& dir, const 
     n *= d;
   }
   if (n * dtype_bytes(dt) > max_bytes) fail(what, ": shape ", shape_str(shape), " is too large");
-  HostTensor t(dt, shape);
-  size_t nbytes = t.bytes.size();
+  size_t nbytes = size_t(n * dtype_bytes(dt));
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string raw = read_external(p, dir, what, int64_t(nbytes));
-    std::memcpy(t.data(), raw.data(), nbytes);
-    return t;
+    return HostTensor(dt, shape, raw.data());
   }
   if (p.has_raw_data()) {
     if (p.raw_data().size() != nbytes)
       fail(what, ": raw data has ", p.raw_data().size(), " bytes, shape ", shape_str(shape), " needs ", nbytes);
-    std::memcpy(t.data(), p.raw_data().data(), nbytes);
-    return t;
+    return HostTensor(dt, shape, p.raw_data().data());
   }
+  HostTensor t(dt, shape);
   switch (dt) {
     case DType::F32: copy_field<decltype(p.float_data()), float>(p.float_data(), t, what); break;
     case DType::F64: copy_field<decltype(p.double_data()), double>(p.double_data(), t, what); break;
