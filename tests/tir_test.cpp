@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "codegen/jit.h"
+#include "tir/equivalence.h"
 #include "tir/lower.h"
 
 using namespace kiln;
@@ -30,4 +31,20 @@ TEST(Tir, MatmulLowersAndRuns) {
   EXPECT_FLOAT_EQ(C[1], 2 + 3);
   EXPECT_FLOAT_EQ(C[2], 4 + 6);
   EXPECT_FLOAT_EQ(C[3], 5 + 6);
+}
+
+// Kernels that differ only in names are one class (compiled once); any change of shape,
+// operator or constant separates them.
+TEST(Tir, EquivalenceIgnoresNamesOnly) {
+  auto kernel = [](const std::string& prefix, int64_t n, double scale) {
+    Tensor a = placeholder({n, 8}, DType::F32, prefix + "_a");
+    Tensor b = compute({n, 8}, [&](const std::vector<Var>& i) { return a(i[0], i[1]) * make_const(DType::F32, scale); },
+                       prefix + "_b");
+    return lower(prefix + "_k", {a}, {b}, VectorTarget{32, 16});
+  };
+  PrimFunc base = kernel("x", 4, 2.0);
+  EXPECT_TRUE(equivalent(base, kernel("layer7", 4, 2.0)));
+  EXPECT_EQ(equivalence_key(base), equivalence_key(kernel("layer7", 4, 2.0)));
+  EXPECT_FALSE(equivalent(base, kernel("x", 5, 2.0)));
+  EXPECT_FALSE(equivalent(base, kernel("x", 4, 3.0)));
 }

@@ -15,6 +15,7 @@
 #include "runtime/sequences.h"
 #include "runtime/thread_pool.h"
 #include "tir/cost.h"
+#include "tir/equivalence.h"
 #include "tir/schedule.h"
 #include "tir/schedule_steps.h"
 #include "codegen/target.h"
@@ -140,7 +141,8 @@ class Compiler {
     std::vector<tir::PrimFunc> all = funcs;
     for (auto& p : pending_fills_) all.push_back(p.fill);
     auto t = Clock::now();
-    if (!all.empty()) m.lib = codegen::JitLibrary::compile(all, codegen_options(opts_.opt_level));
+    std::vector<tir::PrimFunc> unique = deduplicate(all);
+    if (!unique.empty()) m.lib = codegen::JitLibrary::compile(unique, codegen_options(opts_.opt_level));
     if (m.lib) run_constant_fills(*m.lib);
     timings_.push_back({"codegen", ms_since(t)});
     if (opts_.print_timing) log_("  pass codegen: " + std::to_string(timings_.back().ms) + " ms");
@@ -171,6 +173,7 @@ class Compiler {
     std::shared_ptr<HostTensor> out;
   };
   std::vector<PendingFill> pending_fills_;
+  std::map<std::string, std::string> symbol_of_;  // kernel name -> the compiled function it uses
   std::set<std::string> specialized_;  // graph inputs whose values kernels depend on
   bool types_only_ = false;            // analyze only: fold and type, build no kernels
   struct Producer {
@@ -411,6 +414,25 @@ class Compiler {
     return text.empty() ? "parallel outer loops" : text + "; parallel outer loops";
   }
 
+  // One function per class of equivalent kernels (tir/equivalence.h): the repeated layers of
+  // a model compile once. Records in symbol_of_ which compiled function serves each kernel.
+  std::vector<tir::PrimFunc> deduplicate(const std::vector<tir::PrimFunc>& funcs) {
+    std::map<std::string, std::vector<size_t>> buckets;
+    std::vector<tir::PrimFunc> unique;
+    for (auto& f : funcs) {
+      auto& bucket = buckets[tir::equivalence_key(f)];
+      auto rep = std::find_if(bucket.begin(), bucket.end(), [&](size_t i) { return tir::equivalent(unique[i], f); });
+      if (rep == bucket.end()) {
+        bucket.push_back(unique.size());
+        unique.push_back(f);
+        symbol_of_[f.name] = f.name;
+      } else {
+        symbol_of_[f.name] = unique[*rep].name;
+      }
+    }
+    return unique;
+  }
+
   // Inputs the kernel no longer reads (weights whose packed copy replaced them) leave its
   // parameter list, so the model does not keep them alive.
   static void drop_unread_inputs(tir::PrimFunc& f, std::vector<std::string>& arg_names) {
@@ -440,7 +462,7 @@ class Compiler {
       std::vector<void*> args;
       for (auto& t : p.inputs) args.push_back(t->bytes.empty() ? empty : const_cast<void*>(t->data()));
       args.push_back(p.out->bytes.empty() ? empty : p.out->data());
-      lib.lookup(p.fill.name)(args.data());
+      lib.lookup(symbol_of_.at(p.fill.name))(args.data());
     }
   }
 
@@ -695,7 +717,7 @@ class Compiler {
       st.kernel = k.func.name;
       st.node = k.fused + k.node_label;
       if (k.host) st.host = k.host;
-      else st.fn = m.lib->lookup(k.func.name);
+      else st.fn = m.lib->lookup(symbol_of_.at(k.func.name));
       for (auto& a : k.args) st.args.push_back(slot(a));
       if (!k.host) {
         tir::KernelCost cost = tir::estimate_cost(k.func);
