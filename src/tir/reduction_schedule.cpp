@@ -276,14 +276,16 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
     s = loop(i0, 0, tiles, s);
     for (int d = int(last); d >= 0; --d)
       if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-    return with_rows(kblock(loop(j0, 0, panel_count, s)));
+    return with_rows(kblock(loop(j0, 0, panel_count, s)));  // the other axes are inside
   }
   s = loop(i0, 0, tiles, loop(j0, 0, ppg, s));
   if (ppg < panel_count) s = loop(jg, 0, panel_count / ppg, s);
-  s = with_rows(kblock(s));
+  s = kblock(s);
   for (int d = int(last); d >= 0; --d)
     if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-  return s;
+  // The row panels do not depend on the other axes: filled once, outside them (and at compile
+  // time when the rows' operand is a constant).
+  return with_rows(s);
 }
 
 // Block sizes for a tile of `vj` lanes of 4 bytes. With the innermost vector axis (a GEMM):
