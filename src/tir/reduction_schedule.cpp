@@ -213,35 +213,6 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
     m[panels.j0.as<VarNode>()] = panel;
     m[panels.jj.as<VarNode>()] = jj;
   }
-  // The operand the rows do not share (a GEMM's A, a 1x1 convolution's input) copied into
-  // row panels too, [tile][reduction][ri], so that the tile reads it as one sequential stream
-  // instead of ri strided ones. Only when the copy is no larger than twice the operand (a
-  // window read would duplicate its input kernel-size times).
-  Buffer rows_packed;
-  Stmt rows_fill;
-  if (Expr row = packable_load(n, bi); row.defined()) {
-    int64_t terms = 1;
-    for (auto& a : r->axes) terms *= a.extent;
-    if (tiles * ri * terms <= 2 * shape_numel(row.as<LoadNode>()->buffer->shape)) {
-      Shape rshape{tiles};
-      std::vector<Expr> ridx{i0};
-      Var t(axes[bi].name() + "_rows_o"), u(axes[bi].name() + "_rows_t");
-      std::vector<Expr> at{t};
-      for (auto& a : r->axes) {
-        rshape.push_back(a.extent);
-        ridx.push_back(a.var);
-        at.push_back(a.var);
-      }
-      rshape.push_back(ri);
-      ridx.push_back(ii);
-      at.push_back(u);
-      rows_packed = make_buffer(dst->name + "_rows", row.dtype(), rshape);
-      body = rewrite(body, [&](const Expr& e) { return e.same_as(row) ? load(rows_packed, ridx) : e; });
-      Expr value = substitute(row, {{axes[bi].as<VarNode>(), Expr(t) * make_int(ri) + u + make_int(ranges[bi].lo)}});
-      rows_fill = loop(t, 0, tiles, reduce_loops(r, loop(u, 0, ri, make_store(rows_packed, at, value))));
-    }
-  }
-  auto with_rows = [&](Stmt st) { return rows_packed ? make_allocate(rows_packed, make_seq({rows_fill, st})) : st; };
   body = substitute(body, m);
   Expr init = substitute(r->init, m);
   Buffer acc = make_buffer(dst->name + "_tile", r->dtype, {ri, vj});
@@ -276,16 +247,14 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
     s = loop(i0, 0, tiles, s);
     for (int d = int(last); d >= 0; --d)
       if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-    return with_rows(kblock(loop(j0, 0, panel_count, s)));  // the other axes are inside
+    return kblock(loop(j0, 0, panel_count, s));
   }
   s = loop(i0, 0, tiles, loop(j0, 0, ppg, s));
   if (ppg < panel_count) s = loop(jg, 0, panel_count / ppg, s);
   s = kblock(s);
   for (int d = int(last); d >= 0; --d)
     if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-  // The row panels do not depend on the other axes: filled once, outside them (and at compile
-  // time when the rows' operand is a constant).
-  return with_rows(s);
+  return s;
 }
 
 // Block sizes for a tile of `vj` lanes of 4 bytes. With the innermost vector axis (a GEMM):
