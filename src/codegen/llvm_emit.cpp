@@ -1,5 +1,6 @@
 #include "codegen/llvm_emit.h"
 #include "codegen/vector_math.h"
+#include "tir/affine.h"
 
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
@@ -96,22 +97,7 @@ class Emitter {
   // x over their product: the form a fused loop produces. The merged index is affine in x,
   // so vector accesses along a fused axis stay contiguous.
   static void merge_dims(const Buffer& buf, std::vector<Expr>* idx, Shape* shape) {
-    *shape = buf->shape;
-    for (size_t d = 0; d + 1 < idx->size(); ++d) {
-      const Expr& a = (*idx)[d];
-      const Expr& b = (*idx)[d + 1];
-      if (a.kind() != ExprKind::Binary || b.kind() != ExprKind::Binary) continue;
-      auto na = a.as<BinaryNode>(), nb = b.as<BinaryNode>();
-      int64_t ka, kb;
-      if (na->op != BinOp::FloorDiv || nb->op != BinOp::FloorMod || !na->a.equals(nb->a) ||
-          !is_const_int(na->b, &ka) || !is_const_int(nb->b, &kb) || ka != kb || ka != (*shape)[d + 1])
-        continue;
-      Expr x = na->a;
-      (*idx)[d] = x;
-      idx->erase(idx->begin() + d + 1);
-      (*shape)[d] *= (*shape)[d + 1];
-      shape->erase(shape->begin() + d + 1);
-    }
+    *idx = merge_index_pairs(*idx, buf->shape, shape);
   }
 
   llvm::Value* element_ptr(const Buffer& buf, const std::vector<Expr>& idx_in) {

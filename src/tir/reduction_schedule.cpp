@@ -4,6 +4,7 @@
 #include <set>
 
 #include "kiln/error.h"
+#include "tir/affine.h"
 #include "tir/simplify.h"
 
 namespace kiln::tir {
@@ -351,24 +352,6 @@ bool fuse_inner_axes(Nest* n, const Shape& shape, int64_t lanes, bool any_reads)
   n->r = fused.get();
   n->owned = fused;
   return true;
-}
-
-// Coefficient of `v` in `e` when `e` is affine in it; nullopt otherwise.
-std::optional<int64_t> coefficient(const Expr& e, const VarNode* v) {
-  bool uses = false;
-  visit(e, [&](const Expr& x) { uses |= x.kind() == ExprKind::Var && x.as<VarNode>() == v; });
-  if (!uses) return 0;
-  if (e.kind() == ExprKind::Var) return 1;
-  if (e.kind() != ExprKind::Binary) return std::nullopt;
-  auto b = e.as<BinaryNode>();
-  std::optional<int64_t> ca = coefficient(b->a, v), cb = coefficient(b->b, v);
-  int64_t k;
-  if (!ca || !cb) return std::nullopt;
-  if (b->op == BinOp::Add) return *ca + *cb;
-  if (b->op == BinOp::Sub) return *ca - *cb;
-  if (b->op == BinOp::Mul && is_const_int(b->a, &k)) return k * *cb;
-  if (b->op == BinOp::Mul && is_const_int(b->b, &k)) return *ca * k;
-  return std::nullopt;
 }
 
 // Whether every load of `body` reads along `axis` with unit stride in its last dimension or

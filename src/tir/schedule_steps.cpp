@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "kiln/error.h"
+#include "tir/affine.h"
 #include "tir/simplify.h"
 
 namespace kiln::tir {
@@ -25,48 +26,6 @@ const char* kind_name(ScheduleStep::Kind k) {
     case ScheduleStep::Kind::Parallel: return "parallel";
   }
   return "?";
-}
-
-bool uses_var(const Expr& e, const VarNode* v) {
-  bool used = false;
-  visit(e, [&](const Expr& x) { used |= x.kind() == ExprKind::Var && x.as<VarNode>() == v; });
-  return used;
-}
-
-// Coefficient of `v` in `e` when `e` is affine in it; nullopt otherwise.
-std::optional<int64_t> coefficient(const Expr& e, const VarNode* v) {
-  if (!uses_var(e, v)) return 0;
-  if (e.kind() == ExprKind::Var) return 1;
-  if (e.kind() != ExprKind::Binary) return std::nullopt;
-  auto b = e.as<BinaryNode>();
-  std::optional<int64_t> ca = coefficient(b->a, v), cb = coefficient(b->b, v);
-  int64_t k;
-  if (!ca || !cb) return std::nullopt;
-  if (b->op == BinOp::Add) return *ca + *cb;
-  if (b->op == BinOp::Sub) return *ca - *cb;
-  if (b->op == BinOp::Mul && is_const_int(b->a, &k)) return k * *cb;
-  if (b->op == BinOp::Mul && is_const_int(b->b, &k)) return *ca * k;
-  return std::nullopt;
-}
-
-// Indices with each adjacent pair (x / k, x % k) over a dimension of extent k merged into x:
-// the form fused loops produce, one element per value of x.
-std::vector<Expr> merged_pairs(const Buffer& buf, const std::vector<Expr>& in) {
-  std::vector<Expr> out;
-  for (size_t d = 0; d < in.size(); ++d) {
-    int64_t ka, kb;
-    if (d + 1 < in.size() && in[d].kind() == ExprKind::Binary && in[d + 1].kind() == ExprKind::Binary) {
-      auto a = in[d].as<BinaryNode>(), b = in[d + 1].as<BinaryNode>();
-      if (a->op == BinOp::FloorDiv && b->op == BinOp::FloorMod && a->a.equals(b->a) && is_const_int(a->b, &ka) &&
-          is_const_int(b->b, &kb) && ka == kb && ka == buf->shape[d + 1]) {
-        out.push_back(a->a);
-        ++d;
-        continue;
-      }
-    }
-    out.push_back(in[d]);
-  }
-  return out;
 }
 
 void collect(const Stmt& s, const std::function<void(const Stmt&)>& f) {
@@ -102,7 +61,7 @@ std::string dependence(const ForNode* loop, bool unit_last) {
     if (s->kind != StmtKind::Store || !why.empty()) return;
     auto st = as<StoreNode>(s);
     if (local.count(st->buffer.get())) return;
-    std::vector<Expr> idx = merged_pairs(st->buffer, st->indices);
+    std::vector<Expr> idx = merge_index_pairs(st->indices, st->buffer->shape);
     int dims = 0;
     for (size_t d = 0; d < idx.size(); ++d) {
       if (!uses_var(idx[d], v)) continue;
