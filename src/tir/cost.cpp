@@ -16,35 +16,39 @@ int64_t float_ops(const Expr& e) {
   return n;
 }
 
-int64_t flops(const Stmt& s) {
+}  // namespace
+
+int64_t sum_over_stores(const Stmt& s, const std::function<int64_t(const StoreNode*)>& per_store) {
   if (!s) return 0;
   switch (s->kind) {
     case StmtKind::For: {
       auto n = as<ForNode>(s);
       int64_t ext = 1;
       is_const_int(n->extent, &ext);
-      return ext * flops(n->body);
+      return ext * sum_over_stores(n->body, per_store);
     }
     case StmtKind::Seq: {
       int64_t total = 0;
-      for (auto& c : as<SeqNode>(s)->stmts) total += flops(c);
+      for (auto& c : as<SeqNode>(s)->stmts) total += sum_over_stores(c, per_store);
       return total;
     }
     case StmtKind::IfThenElse: {
       auto n = as<IfThenElseNode>(s);
-      return std::max(flops(n->then_case), flops(n->else_case));
+      return std::max(sum_over_stores(n->then_case, per_store), sum_over_stores(n->else_case, per_store));
     }
-    case StmtKind::Allocate: return flops(as<AllocateNode>(s)->body);
-    case StmtKind::Store: return float_ops(as<StoreNode>(s)->value);
+    case StmtKind::Allocate: return sum_over_stores(as<AllocateNode>(s)->body, per_store);
+    case StmtKind::Store: return per_store(as<StoreNode>(s));
   }
   return 0;
 }
 
-}  // namespace
+int64_t estimate_work(const Stmt& s) {
+  return sum_over_stores(s, [](const StoreNode*) { return int64_t(1); });
+}
 
 KernelCost estimate_cost(const PrimFunc& f) {
   KernelCost c;
-  c.flops = flops(f.body);
+  c.flops = sum_over_stores(f.body, [](const StoreNode* st) { return float_ops(st->value); });
   for (auto& b : f.params) c.bytes += shape_numel(b->shape) * dtype_bytes(b->dtype);
   return c;
 }

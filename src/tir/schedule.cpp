@@ -1,30 +1,8 @@
 #include "tir/schedule.h"
 
-namespace kiln::tir {
+#include "tir/cost.h"
 
-int64_t estimate_work(const Stmt& s) {
-  if (!s) return 0;
-  switch (s->kind) {
-    case StmtKind::For: {
-      auto n = as<ForNode>(s);
-      int64_t ext = 1;
-      is_const_int(n->extent, &ext);
-      return ext * std::max<int64_t>(1, estimate_work(n->body));
-    }
-    case StmtKind::Seq: {
-      int64_t w = 0;
-      for (auto& c : as<SeqNode>(s)->stmts) w += estimate_work(c);
-      return w;
-    }
-    case StmtKind::IfThenElse: {
-      auto n = as<IfThenElseNode>(s);
-      return std::max(estimate_work(n->then_case), estimate_work(n->else_case));
-    }
-    case StmtKind::Allocate: return estimate_work(as<AllocateNode>(s)->body);
-    case StmtKind::Store: return 1;
-  }
-  return 0;
-}
+namespace kiln::tir {
 
 Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work) {
   if (!s) return s;

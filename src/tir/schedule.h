@@ -6,9 +6,6 @@
 
 namespace kiln::tir {
 
-// Estimated innermost iterations executed by `s` (loops multiply, sequences add).
-int64_t estimate_work(const Stmt& s);
-
 // Marks the outermost loop of every top-level loop nest parallel when it has at least two
 // iterations and the nest does at least `min_work` iterations; nests are found through the
 // kernel's sequence and scratch allocations only, so no parallel loop is nested in another.
