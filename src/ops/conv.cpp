@@ -245,7 +245,10 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
     Tensor planes = phase_planes(x, win, name + "_phases");
     return conv_reduce(x.dim(0), w, terms, inner, group, phase_input(planes, inner, terms), name);
   }
-  if (win.rank() > 0 && (narrow || !unit_stride) && !channel_vectors) {
+  // A strided 1x1 kernel's columns are a plain subsample, smaller than its input: worth the
+  // copy even with channel vectors (the tiles then read neighbouring positions).
+  bool subsample = unit_kernel && !unit_stride;
+  if (win.rank() > 0 && (((narrow || !unit_stride) && !channel_vectors) || subsample)) {
     Tensor cols = conv_columns(padded, inner, name + "_cols");
     return conv_reduce(x.dim(0), w, terms, inner, group, column_input(cols, terms), name);
   }
