@@ -300,6 +300,59 @@ TransposeWindow transpose_window(const OpContext& ctx, const Shape& in, const st
   return tw;
 }
 
+// A transposed convolution whose kernel equals its stride on every axis, with no padding,
+// dilation or groups (U-Net and FPN upsampling): each input element writes its own s x s block,
+// so y[n, m, q*s + p] = sum_c x[n, c, q] * w[c, m, p]. Computed as phases
+// z[n, m, q0, p0, .., p_last, q_last] — a plain reduction, vectorized along q_last with the
+// weights broadcast — then interleaved into y. Returns an undefined tensor when it does not apply.
+Tensor nonoverlapping_transpose(const Tensor& x, const Tensor& w, const ConvTerms& terms, const TransposeWindow& tw,
+                                const std::vector<int64_t>& kernel, int64_t group, const std::string& name) {
+  size_t n = kernel.size();
+  if (group != 1 || n == 0) return Tensor();
+  for (size_t d = 0; d < n; ++d)
+    if (kernel[d] != tw.strides[d] || tw.dilations[d] != 1 || tw.pad_begin[d] != 0 ||
+        tw.out[d] != x.dim(2 + d) * tw.strides[d])
+      return Tensor();
+  int64_t channels = x.dim(1), out_channels = w.dim(1);
+  // Phase layout: q and p interleaved per axis, except the last axis, whose q goes innermost.
+  Shape zshape{x.dim(0), out_channels};
+  for (size_t d = 0; d + 1 < n; ++d) {
+    zshape.push_back(x.dim(2 + d));
+    zshape.push_back(tw.strides[d]);
+  }
+  zshape.push_back(tw.strides[n - 1]);
+  zshape.push_back(x.dim(1 + n));
+  tir::IterVar c = tir::reduce_axis(channels, name + "_rc");
+  Tensor z = tir::compute_materialized(zshape, [&](const std::vector<Var>& i) {
+    std::vector<Expr> xi{i[0], c.var}, wi{c.var, i[1]};
+    for (size_t d = 0; d + 1 < n; ++d) {
+      xi.push_back(i[2 + 2 * d]);
+      wi.push_back(i[3 + 2 * d]);
+    }
+    xi.push_back(i[3 + 2 * (n - 1)]);
+    wi.push_back(i[2 + 2 * (n - 1)]);
+    Expr m = i[1];
+    return tir::reduce(tir::ReduceOp::Sum, terms.x_value(x(xi), c.var) * terms.w_value(w(wi), m), {c},
+                       terms.init ? terms.init(m) : tir::make_const(terms.acc, 0));
+  }, name + "_phases");
+  Shape out{x.dim(0), out_channels};
+  out.insert(out.end(), tw.out.begin(), tw.out.end());
+  return tir::compute(out, [&](const std::vector<Var>& i) {
+    std::vector<Expr> zi{i[0], i[1]};
+    for (size_t d = 0; d < n; ++d) {
+      Expr q = floordiv(Expr(i[2 + d]), tw.strides[d]), p = floormod(Expr(i[2 + d]), tw.strides[d]);
+      if (d + 1 < n) {
+        zi.push_back(q);
+        zi.push_back(p);
+      } else {
+        zi.push_back(p);
+        zi.push_back(q);
+      }
+    }
+    return z(zi);
+  }, name);
+}
+
 // Gather form of the transposed convolution: y[n, m, o] = init(m) + sum_{c, k} x[n, g*Cg + c, q]
 // * w[g*Cg + c, m mod Mg, k] over the taps k where t = o + pad - k*dilation is a multiple of the
 // stride and q = t / stride is inside the input. Along an axis with stride s > 1 and no
@@ -323,6 +376,7 @@ Tensor conv_transpose_sum(OpContext& ctx, const Tensor& x, const Tensor& w, cons
     phased[d] = tw.strides[d] > 1 && tw.dilations[d] == 1;
     extents[d] = phased[d] ? (kernel[d] + tw.strides[d] - 1) / tw.strides[d] : kernel[d];
   }
+  if (Tensor fast = nonoverlapping_transpose(x, w, terms, tw, kernel, group, name); fast.defined()) return fast;
   Shape out{x.dim(0), out_per_group * group};
   out.insert(out.end(), tw.out.begin(), tw.out.end());
   return tir::compute(out, [&](const std::vector<Var>& i) {
