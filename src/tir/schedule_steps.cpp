@@ -124,30 +124,29 @@ struct Applier {
   // each path; the result is not searched again).
   Stmt each(const Stmt& s, const std::set<std::string>& names, bool in_parallel,
             const std::function<Stmt(const ForNode*, bool)>& f) {
-    const auto& name = names;
     if (!s) return s;
     switch (s->kind) {
       case StmtKind::For: {
         auto n = as<ForNode>(s);
-        if (name.count(n->var.name())) {
+        if (names.count(n->var.name())) {
           ++applied;
           return f(n, in_parallel);
         }
-        Stmt body = each(n->body, name, in_parallel || n->for_kind == ForKind::Parallel, f);
+        Stmt body = each(n->body, names, in_parallel || n->for_kind == ForKind::Parallel, f);
         return body == n->body ? s : make_for(n->var, n->min, n->extent, n->for_kind, body);
       }
       case StmtKind::Seq: {
         std::vector<Stmt> v;
-        for (auto& c : as<SeqNode>(s)->stmts) v.push_back(each(c, name, in_parallel, f));
+        for (auto& c : as<SeqNode>(s)->stmts) v.push_back(each(c, names, in_parallel, f));
         return make_seq(v);
       }
       case StmtKind::IfThenElse: {
         auto n = as<IfThenElseNode>(s);
-        return make_if(n->cond, each(n->then_case, name, in_parallel, f), each(n->else_case, name, in_parallel, f));
+        return make_if(n->cond, each(n->then_case, names, in_parallel, f), each(n->else_case, names, in_parallel, f));
       }
       case StmtKind::Allocate: {
         auto n = as<AllocateNode>(s);
-        return make_allocate(n->buffer, each(n->body, name, in_parallel, f));
+        return make_allocate(n->buffer, each(n->body, names, in_parallel, f));
       }
       case StmtKind::Store: return s;
     }
