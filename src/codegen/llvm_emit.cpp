@@ -93,19 +93,13 @@ class Emitter {
     }
   }
 
-  // Indices with adjacent pairs (x / k, x % k) over dimensions (.., k) merged into one index
-  // x over their product: the form a fused loop produces. The merged index is affine in x,
-  // so vector accesses along a fused axis stay contiguous.
-  static void merge_dims(const Buffer& buf, std::vector<Expr>* idx, Shape* shape) {
-    *idx = merge_index_pairs(*idx, buf->shape, shape);
-  }
-
   llvm::Value* element_ptr(const Buffer& buf, const std::vector<Expr>& idx_in) {
     auto it = bufs_.find(buf.get());
     KILN_CHECK(it != bufs_.end(), "buffer ", buf->name, " used outside its scope");
-    std::vector<Expr> idx = idx_in;
+    // Fused-loop index pairs (x / k, x % k) merged into x (tir/affine.h): affine in x, so
+    // vector accesses along a fused axis stay contiguous.
     Shape shape;
-    merge_dims(buf, &idx, &shape);
+    std::vector<Expr> idx = merge_index_pairs(idx_in, buf->shape, &shape);
     llvm::Value* flat = b_.getInt64(0);
     for (size_t i = 0; i < idx.size(); ++i) {
       llvm::Value* v = expr(idx[i]);
@@ -212,9 +206,10 @@ class Emitter {
     return used;
   }
   int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine) {
-    std::vector<Expr> idx = idx_in;
+    // Fused-loop index pairs (x / k, x % k) merged into x (tir/affine.h): affine in x, so
+    // vector accesses along a fused axis stay contiguous.
     Shape shape;
-    merge_dims(buf, &idx, &shape);
+    std::vector<Expr> idx = merge_index_pairs(idx_in, buf->shape, &shape);
     int64_t total = 0, stride = 1;
     *affine = true;
     for (int d = int(idx.size()) - 1; d >= 0; --d) {

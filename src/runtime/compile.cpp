@@ -366,15 +366,9 @@ class Compiler {
     kernels_.push_back(std::move(k));
   }
 
-  // Elementwise consumers join their producer's kernel: when node `n` reads a value that only
-  // it uses, made by a kernel with that single output, and every output of `n` is elementwise
-  // (no reduction), `n` is converted again over the producer's tensor instead of a
-  // placeholder; the producer's kernel is dropped and the new kernel computes both (the
-  // producer's result is inlined, or the consumer becomes a reduction's epilogue).
-  // Scratch buffers a kernel fills from constants only (packed weight panels) are filled once,
-  // now, and become constant inputs of the kernel (`arg_names` gets their value names).
-  // Moves the packing of constant operands out of `f`: each packed copy becomes a constant
-  // argument, computed once at compile time (run_constant_fills) rather than on every run.
+  // Scratch buffers a kernel fills from constants only (packed weight panels) leave it: each
+  // becomes a constant input (`arg_names` gets its value name), filled once at compile time by
+  // run_constant_fills rather than on every run.
   void hoist_constant_fills(graph::Graph& g, tir::PrimFunc& f, std::vector<std::string>& arg_names) {
     std::set<const tir::BufferNode*> constants;
     std::map<const tir::BufferNode*, std::shared_ptr<const HostTensor>> value_of;
@@ -436,13 +430,8 @@ class Compiler {
   // Inputs the kernel no longer reads (weights whose packed copy replaced them) leave its
   // parameter list, so the model does not keep them alive.
   static void drop_unread_inputs(tir::PrimFunc& f, std::vector<std::string>& arg_names) {
-    std::set<const tir::BufferNode*> read;
-    tir::rewrite(f.body, [&](const tir::Expr& e) {
-      tir::visit(e, [&](const tir::Expr& x) {
-        if (x.kind() == tir::ExprKind::Load) read.insert(x.as<tir::LoadNode>()->buffer.get());
-      });
-      return e;
-    });
+    std::set<const tir::BufferNode*> written, read;
+    tir::buffer_accesses(f.body, &written, &read);
     std::vector<tir::Buffer> params;
     std::vector<std::string> names;
     for (size_t i = 0; i < f.params.size(); ++i)
@@ -466,6 +455,11 @@ class Compiler {
     }
   }
 
+  // Elementwise consumers join their producer's kernel: when node `n` reads a value that only
+  // it uses, made by a kernel with that single output, and every output of `n` is elementwise
+  // (no reduction), `n` is converted again over the producer's tensor instead of a
+  // placeholder; the producer's kernel is dropped and the new kernel computes both (the
+  // producer's result is inlined, or the consumer becomes a reduction's epilogue).
   // Returns the fused producer's description ("node 'a' (Conv) + "), or "" when nothing fused.
   std::string fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
                                  const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,

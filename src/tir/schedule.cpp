@@ -38,21 +38,6 @@ namespace kiln::tir {
 
 namespace {
 
-// Buffers `s` stores to and loads from.
-void accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::set<const BufferNode*>* loaded) {
-  auto note_loads = [&](const Expr& e) {
-    visit(e, [&](const Expr& x) {
-      if (x.kind() == ExprKind::Load) loaded->insert(x.as<LoadNode>()->buffer.get());
-    });
-    return e;
-  };
-  rewrite(s, note_loads, [&](const Stmt& st) {
-    if (st && st->kind == StmtKind::Store) stored->insert(as<StoreNode>(st)->buffer.get());
-    if (st && st->kind == StmtKind::Allocate) stored->insert(as<AllocateNode>(st)->buffer.get());
-    return st;
-  });
-}
-
 struct Hoister {
   const std::set<const BufferNode*>& constants;
   const std::vector<Buffer>& params;
@@ -72,13 +57,13 @@ struct Hoister {
     if (!body || body->kind != StmtKind::Seq) return make_allocate(a->buffer, body);
     const auto& stmts = as<SeqNode>(body)->stmts;
     std::set<const BufferNode*> stored, loaded;
-    accesses(stmts.front(), &stored, &loaded);
+    buffer_accesses(stmts.front(), &stored, &loaded);
     bool from_constants = stored == std::set<const BufferNode*>{a->buffer.get()} && !loaded.empty();
     for (auto* b : loaded) from_constants &= constants.count(b) > 0;
     // Only a buffer the rest only reads: a register tile initialized from a constant (a conv
     // bias) is then accumulated into, and must start afresh on every run.
     std::set<const BufferNode*> later_stored, later_loaded;
-    for (size_t i = 1; i < stmts.size(); ++i) accesses(stmts[i], &later_stored, &later_loaded);
+    for (size_t i = 1; i < stmts.size(); ++i) buffer_accesses(stmts[i], &later_stored, &later_loaded);
     from_constants &= !later_stored.count(a->buffer.get());
     if (!from_constants) return make_allocate(a->buffer, body);
     PrimFunc fill;

@@ -28,23 +28,6 @@ const char* kind_name(ScheduleStep::Kind k) {
   return "?";
 }
 
-void collect(const Stmt& s, const std::function<void(const Stmt&)>& f) {
-  if (!s) return;
-  f(s);
-  switch (s->kind) {
-    case StmtKind::For: collect(as<ForNode>(s)->body, f); break;
-    case StmtKind::Seq:
-      for (auto& c : as<SeqNode>(s)->stmts) collect(c, f);
-      break;
-    case StmtKind::IfThenElse:
-      collect(as<IfThenElseNode>(s)->then_case, f);
-      collect(as<IfThenElseNode>(s)->else_case, f);
-      break;
-    case StmtKind::Allocate: collect(as<AllocateNode>(s)->body, f); break;
-    case StmtKind::Store: break;
-  }
-}
-
 // Why iterations of `loop` are not independent, or "" when they are: every store to memory
 // that outlives an iteration writes, in exactly one dimension, an affine function of the loop
 // variable with `unit` (when asked) or any non-zero stride, and reads of a stored buffer in
@@ -54,10 +37,10 @@ std::string dependence(const ForNode* loop, bool unit_last) {
   std::set<const BufferNode*> local;
   std::map<const BufferNode*, std::vector<Expr>> written;
   std::string why;
-  collect(loop->body, [&](const Stmt& s) {
+  visit(loop->body, [&](const Stmt& s) {
     if (s->kind == StmtKind::Allocate) local.insert(as<AllocateNode>(s)->buffer.get());
   });
-  collect(loop->body, [&](const Stmt& s) {
+  visit(loop->body, [&](const Stmt& s) {
     if (s->kind != StmtKind::Store || !why.empty()) return;
     auto st = as<StoreNode>(s);
     if (local.count(st->buffer.get())) return;
@@ -74,7 +57,7 @@ std::string dependence(const ForNode* loop, bool unit_last) {
     written[st->buffer.get()] = st->indices;
   });
   if (!why.empty()) return why;
-  collect(loop->body, [&](const Stmt& s) {
+  visit(loop->body, [&](const Stmt& s) {
     auto check = [&](const Expr& e) {
       visit(e, [&](const Expr& x) {
         if (x.kind() != ExprKind::Load || !why.empty()) return;
@@ -97,7 +80,7 @@ std::string dependence(const ForNode* loop, bool unit_last) {
 
 bool contains_loop(const Stmt& s, ForKind* kind = nullptr) {
   bool found = false;
-  collect(s, [&](const Stmt& x) {
+  visit(s, [&](const Stmt& x) {
     if (x->kind != StmtKind::For) return;
     if (!kind || as<ForNode>(x)->for_kind == *kind) found = true;
   });
@@ -345,7 +328,7 @@ Stmt apply_schedule(const Stmt& body, const std::vector<ScheduleStep>& steps) {
 
 std::vector<ScheduleStep> vectorize_inner_loops(Stmt* body, int64_t lanes) {
   std::vector<std::string> names;
-  collect(*body, [&](const Stmt& s) {
+  visit(*body, [&](const Stmt& s) {
     if (s->kind != StmtKind::For) return;
     auto n = as<ForNode>(s);
     int64_t ext;

@@ -192,4 +192,35 @@ void visit(const Expr& e, const std::function<void(const Expr&)>& f) {
   }
 }
 
+void visit(const Stmt& s, const std::function<void(const Stmt&)>& f) {
+  if (!s) return;
+  f(s);
+  switch (s->kind) {
+    case StmtKind::For: visit(as<ForNode>(s)->body, f); break;
+    case StmtKind::Seq:
+      for (auto& c : as<SeqNode>(s)->stmts) visit(c, f);
+      break;
+    case StmtKind::IfThenElse:
+      visit(as<IfThenElseNode>(s)->then_case, f);
+      visit(as<IfThenElseNode>(s)->else_case, f);
+      break;
+    case StmtKind::Allocate: visit(as<AllocateNode>(s)->body, f); break;
+    case StmtKind::Store: break;
+  }
+}
+
+void buffer_accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::set<const BufferNode*>* loaded) {
+  auto note_loads = [&](const Expr& e) {
+    visit(e, [&](const Expr& x) {
+      if (x.kind() == ExprKind::Load) loaded->insert(x.as<LoadNode>()->buffer.get());
+    });
+    return e;
+  };
+  rewrite(s, note_loads, [&](const Stmt& st) {
+    if (st && st->kind == StmtKind::Store) stored->insert(as<StoreNode>(st)->buffer.get());
+    if (st && st->kind == StmtKind::Allocate) stored->insert(as<AllocateNode>(st)->buffer.get());
+    return st;
+  });
+}
+
 }  // namespace kiln::tir

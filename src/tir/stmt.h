@@ -2,6 +2,7 @@
 // generated kernel: buffer parameters plus a body; codegen turns it into one native function.
 #pragma once
 #include <functional>
+#include <set>
 #include <unordered_map>
 
 #include "tir/expr.h"
@@ -84,6 +85,10 @@ Stmt rewrite(const Stmt& s, const std::function<Expr(const Expr&)>& expr_fn,
              const std::function<Stmt(const Stmt&)>& stmt_fn = nullptr);
 
 void visit(const Expr& e, const std::function<void(const Expr&)>& f);  // pre-order
+void visit(const Stmt& s, const std::function<void(const Stmt&)>& f);  // pre-order, statements only
+
+// Buffers `s` stores to (allocations count as stores) and loads from.
+void buffer_accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::set<const BufferNode*>* loaded);
 
 std::string to_string(const Expr& e);
 std::string to_string(const Stmt& s, int indent = 0);
