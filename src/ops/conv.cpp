@@ -91,6 +91,18 @@ std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const std::vec
   return idx;
 }
 
+// x[n, c, at - pad_begin] at coordinates `at` of the zero-padded input: 0 in the padding.
+Expr zero_padded_read(const Tensor& x, const Window& win, const Expr& n, const Expr& c, const std::vector<Expr>& at) {
+  std::vector<Expr> idx{n, c};
+  Expr inside = tir::make_int(1, DType::Bool);
+  for (int d = 0; d < win.rank(); ++d) {
+    Expr coord = at[d] - win.pad_begin[d];
+    inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
+    idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
+  }
+  return tir::select(inside, x(idx), tir::make_const(x.dtype(), 0));
+}
+
 // x with its zero padding stored: [N, C, in + pad_begin + pad_end ...]. Returns x itself when
 // no window reaches outside it.
 Tensor pad_input(const Tensor& x, const Window& win, const std::string& name) {
@@ -100,14 +112,7 @@ Tensor pad_input(const Tensor& x, const Window& win, const std::string& name) {
   Shape shape{x.dim(0), x.dim(1)};
   for (int d = 0; d < win.rank(); ++d) shape.push_back(win.in[d] + win.pad_begin[d] + win.pad_end[d]);
   return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
-    std::vector<Expr> idx{i[0], i[1]};
-    Expr inside = tir::make_int(1, DType::Bool);
-    for (int d = 0; d < win.rank(); ++d) {
-      Expr coord = Expr(i[2 + d]) - win.pad_begin[d];
-      inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
-      idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
-    }
-    return tir::select(inside, x(idx), tir::make_const(x.dtype(), 0));
+    return zero_padded_read(x, win, i[0], i[1], std::vector<Expr>(i.begin() + 2, i.end()));
   }, name);
 }
 
@@ -123,15 +128,9 @@ Tensor phase_planes(const Tensor& x, const Window& win, const std::string& name)
   shape.push_back(s);
   shape.push_back((padded_width + s - 1) / s);
   return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
-    std::vector<Expr> idx{i[0], i[1]};
-    Expr inside = tir::make_int(1, DType::Bool);
-    for (int d = 0; d < r; ++d) {
-      Expr padded = d < last ? Expr(i[2 + d]) : Expr(i[2 + r]) * s + i[1 + r];
-      Expr coord = padded - win.pad_begin[d];
-      inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
-      idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
-    }
-    return tir::select(inside, x(idx), tir::make_const(x.dtype(), 0));
+    std::vector<Expr> at(i.begin() + 2, i.begin() + 1 + r);  // the axes before the last
+    at.push_back(Expr(i[2 + r]) * s + i[1 + r]);
+    return zero_padded_read(x, win, i[0], i[1], at);
   }, name);
 }
 
