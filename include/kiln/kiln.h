@@ -17,6 +17,12 @@
 
 namespace kiln {
 
+// Arithmetic of the matrix products (MatMul, Gemm, Conv, ConvTranspose). FP32: as the model
+// says. BF16: their two data operands are rounded to bfloat16 (weights once, at compile time)
+// and products accumulate in f32 with an f32 result, as AMX's tdpbf16ps computes; everything
+// else stays f32.
+enum class Precision { FP32, BF16 };
+
 struct CompileOptions {
   // Shapes for graph inputs (symbolic dims default to 1 otherwise).
   std::map<std::string, Shape> shapes;
@@ -37,6 +43,7 @@ struct CompileOptions {
   // schedule: "split(x, 8); vectorize(x_i); parallel(x_o)" (see src/tir/schedule_steps.h).
   // A kernel given steps gets no automatic parallel loops.
   std::map<std::string, std::string> schedules;
+  Precision precision = Precision::FP32;
 };
 
 // The fp32 FMA throughput one core of this machine reaches, in GFLOP/s, measured once per

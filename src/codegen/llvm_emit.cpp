@@ -113,28 +113,43 @@ class Emitter {
     return b_.CreateInBoundsGEP(mem_type(buf->dtype), it->second, flat);
   }
 
+  // Scalar or vector (like `like`) of the integer type `bits` wide holding `value`.
+  llvm::Value* int_like(llvm::Value* like, unsigned bits, uint64_t value) {
+    llvm::Type* t = b_.getIntNTy(bits);
+    if (auto* vt = llvm::dyn_cast<llvm::VectorType>(like->getType())) t = llvm::VectorType::get(t, vt->getElementCount());
+    return llvm::ConstantInt::get(t, value);
+  }
+  // `v`'s type with its (element) type replaced by `t`.
+  llvm::Type* shaped_like(llvm::Value* v, llvm::Type* t) {
+    if (auto* vt = llvm::dyn_cast<llvm::VectorType>(v->getType())) return llvm::VectorType::get(t, vt->getElementCount());
+    return t;
+  }
+  // Register value -> memory representation and back; scalars or vectors.
   llvm::Value* to_memory(DType t, llvm::Value* v) {
     switch (t) {
-      case DType::Bool: return b_.CreateZExt(v, b_.getInt8Ty());
-      case DType::F16: return b_.CreateBitCast(b_.CreateFPTrunc(v, b_.getHalfTy()), b_.getInt16Ty());
+      case DType::Bool: return b_.CreateZExt(v, shaped_like(v, b_.getInt8Ty()));
+      case DType::F16:
+        return b_.CreateBitCast(b_.CreateFPTrunc(v, shaped_like(v, b_.getHalfTy())), shaped_like(v, b_.getInt16Ty()));
       case DType::BF16: {
         // Round to nearest even in integer arithmetic (no bf16 libcall needed); NaN stays NaN.
-        auto* bits = b_.CreateBitCast(v, b_.getInt32Ty());
-        auto* lsb = b_.CreateAnd(b_.CreateLShr(bits, 16), b_.getInt32(1));
-        auto* rounded = b_.CreateAdd(bits, b_.CreateAdd(b_.getInt32(0x7fff), lsb));
-        auto* nan = b_.CreateOr(b_.CreateLShr(bits, 16), b_.getInt32(0x40));
-        auto* r = b_.CreateSelect(is_nan(v), nan, b_.CreateLShr(rounded, 16));
-        return b_.CreateTrunc(r, b_.getInt16Ty());
+        auto* bits = b_.CreateBitCast(v, shaped_like(v, b_.getInt32Ty()));
+        auto* lsb = b_.CreateAnd(b_.CreateLShr(bits, int_like(bits, 32, 16)), int_like(bits, 32, 1));
+        auto* rounded = b_.CreateAdd(bits, b_.CreateAdd(int_like(bits, 32, 0x7fff), lsb));
+        auto* nan = b_.CreateOr(b_.CreateLShr(bits, int_like(bits, 32, 16)), int_like(bits, 32, 0x40));
+        auto* r = b_.CreateSelect(is_nan(v), nan, b_.CreateLShr(rounded, int_like(bits, 32, 16)));
+        return b_.CreateTrunc(r, shaped_like(v, b_.getInt16Ty()));
       }
       default: return v;
     }
   }
   llvm::Value* from_memory(DType t, llvm::Value* v) {
     switch (t) {
-      case DType::Bool: return b_.CreateICmpNE(v, b_.getInt8(0));
-      case DType::F16: return b_.CreateFPExt(b_.CreateBitCast(v, b_.getHalfTy()), b_.getFloatTy());
-      case DType::BF16:
-        return b_.CreateBitCast(b_.CreateShl(b_.CreateZExt(v, b_.getInt32Ty()), 16), b_.getFloatTy());
+      case DType::Bool: return b_.CreateICmpNE(v, int_like(v, 8, 0));
+      case DType::F16: return b_.CreateFPExt(b_.CreateBitCast(v, shaped_like(v, b_.getHalfTy())), shaped_like(v, b_.getFloatTy()));
+      case DType::BF16: {
+        auto* wide = b_.CreateZExt(v, shaped_like(v, b_.getInt32Ty()));
+        return b_.CreateBitCast(b_.CreateShl(wide, int_like(wide, 32, 16)), shaped_like(v, b_.getFloatTy()));
+      }
       default: return v;
     }
   }
@@ -247,6 +262,7 @@ class Emitter {
     bool affine;
     int64_t stride = flat_lane_stride(n->buffer, n->indices, &affine);
     if (!v->getType()->isVectorTy()) v = b_.CreateVectorSplat(lanes_, v);
+    v = to_memory(n->buffer->dtype, v);
     if (affine && stride == 1) {
       b_.CreateAlignedStore(v, lane0_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->buffer->dtype)));
       return;
@@ -259,11 +275,12 @@ class Emitter {
   }
 
   // Whether a loop body can be emitted as vector code: stores and the types the vector path
-  // handles directly (16-bit floats and bools convert through scalar code instead).
+  // handles directly (f16 and bools convert through scalar code instead; bf16 converts with
+  // integer shifts, as cheap in vectors as in scalars).
   bool vectorizable(const Stmt& s) {
     if (!s) return true;
     bool ok = true;
-    auto type_ok = [](DType t) { return t != DType::Bool && t != DType::F16 && t != DType::BF16; };
+    auto type_ok = [](DType t) { return t != DType::Bool && t != DType::F16; };
     std::function<void(const Expr&)> check = [&](const Expr& e) {
       visit(e, [&](const Expr& x) {
         ok &= type_ok(x.dtype()) || x.kind() == ExprKind::Binary || x.kind() == ExprKind::Unary;
@@ -319,7 +336,7 @@ class Emitter {
       case ExprKind::Cast: return cast(e.as<CastNode>());
       case ExprKind::Load: {
         auto n = e.as<LoadNode>();
-        if (vec_var_ && uses_lane(e)) return vector_load(n);
+        if (vec_var_ && uses_lane(e)) return from_memory(n->dtype, vector_load(n));
         auto* p = element_ptr(n->buffer, n->indices);
         return from_memory(n->dtype, b_.CreateLoad(mem_type(n->dtype), p));
       }

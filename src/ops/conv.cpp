@@ -416,15 +416,17 @@ Tensor conv_transpose_sum(OpContext& ctx, const Tensor& x, const Tensor& w, cons
 std::vector<Tensor> conv(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   ConvTerms terms = float_terms(ctx, x.dtype(), 2);
-  std::string name = ctx.out_name() + (terms.acc == x.dtype() ? "" : "_acc");
-  return {cast_stage(conv_sum(ctx, x, ctx.input(1), terms, name), x.dtype(), ctx.out_name())};
+  DType result = product_dtype(ctx, x.dtype());
+  std::string name = ctx.out_name() + (terms.acc == result ? "" : "_acc");
+  return {cast_stage(conv_sum(ctx, x, ctx.input(1), terms, name), result, ctx.out_name())};
 }
 
 std::vector<Tensor> conv_transpose(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   ConvTerms terms = float_terms(ctx, x.dtype(), 2);
-  std::string name = ctx.out_name() + (terms.acc == x.dtype() ? "" : "_acc");
-  return {cast_stage(conv_transpose_sum(ctx, x, ctx.input(1), terms, name), x.dtype(), ctx.out_name())};
+  DType result = product_dtype(ctx, x.dtype());
+  std::string name = ctx.out_name() + (terms.acc == result ? "" : "_acc");
+  return {cast_stage(conv_transpose_sum(ctx, x, ctx.input(1), terms, name), result, ctx.out_name())};
 }
 
 std::vector<Tensor> conv_integer(OpContext& ctx) {

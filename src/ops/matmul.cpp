@@ -61,9 +61,9 @@ std::vector<Tensor> matmul(OpContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   if (a.dtype() != b.dtype()) ctx.error("operands have different types");
-  DType acc = accum_dtype(a.dtype());
-  Tensor prod = batched_matmul(ctx, a, b, widened_product(acc), ctx.out_name() + (acc == a.dtype() ? "" : "_acc"));
-  return {cast_stage(prod, a.dtype(), ctx.out_name())};
+  DType acc = accum_dtype(a.dtype()), result = product_dtype(ctx, a.dtype());
+  Tensor prod = batched_matmul(ctx, a, b, widened_product(acc), ctx.out_name() + (acc == result ? "" : "_acc"));
+  return {cast_stage(prod, result, ctx.out_name())};
 }
 
 // Integer matrix product with zero points: a's zero point is per row (or per tensor), b's per
@@ -107,7 +107,7 @@ std::vector<Tensor> gemm(OpContext& ctx) {
   int64_t m_extent = a.dim(trans_a ? 1 : 0), k_extent = a.dim(trans_a ? 0 : 1);
   int64_t n_extent = b.dim(trans_b ? 0 : 1);
   if (b.dim(trans_b ? 1 : 0) != k_extent) ctx.error("inner dimensions differ: ", shape_str(a.shape()), " x ", shape_str(b.shape()));
-  DType t = a.dtype(), acc = accum_dtype(t);
+  DType t = product_dtype(ctx, a.dtype()), acc = accum_dtype(a.dtype());
   Tensor prod = tir::compute({m_extent, n_extent}, [&](const std::vector<Var>& i) {
     tir::IterVar k = tir::reduce_axis(k_extent, ctx.out_name() + "_k");
     Expr x = trans_a ? a(k.var, i[0]) : a(i[0], k.var);

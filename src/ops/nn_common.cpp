@@ -2,9 +2,15 @@
 
 #include <cmath>
 
+#include "graph/precision.h"
+
 namespace kiln::ops {
 
 DType accum_dtype(DType t) { return t == DType::F16 || t == DType::BF16 ? DType::F32 : t; }
+
+DType product_dtype(const OpContext& ctx, DType t) {
+  return ctx.attr_int(graph::kF32ResultAttr, 0) ? accum_dtype(t) : t;
+}
 
 Expr cast_if_needed(DType t, const Expr& e) { return e.dtype() == t ? e : tir::cast(t, e); }
 

@@ -9,6 +9,9 @@ namespace kiln::ops {
 // Type a sum of `t` values accumulates in: f16/bf16 sums accumulate in f32 (their 8-11 bit
 // mantissas lose whole terms otherwise); every other type accumulates in itself.
 DType accum_dtype(DType t);
+// Type of a matrix product's result: its operands' type `t`, or f32 for a node whose operands
+// the compiler narrowed to bf16 (graph/precision.h), which keeps its f32 accumulation.
+DType product_dtype(const OpContext& ctx, DType t);
 // `e` cast to `t` unless it already has that type.
 Expr cast_if_needed(DType t, const Expr& e);
 // Stage casting `acc` to `t`, or `acc` itself when it already has that type.

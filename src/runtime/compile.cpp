@@ -7,6 +7,7 @@
 #include <set>
 
 #include "graph/passes.h"
+#include "graph/precision.h"
 #include "onnx/importer.h"
 #include "ops/registry.h"
 #include "runtime/compiler.h"
@@ -186,6 +187,10 @@ class Compiler {
   std::map<std::string, int> uses_;            // readers of each value (graph outputs count twice)
   // Constants made for kernels rather than the graph (packed weights), by argument name.
   std::map<std::string, std::shared_ptr<const HostTensor>> prepared_;
+
+  // How bf16-rounded operands are stored: as bf16 where the target multiplies bf16 (AMX),
+  // else as f32 holding bf16 values (AVX2 would convert at every load, for no gain).
+  static DType bf16_storage() { return codegen::Target::host().has_amx_bf16 ? DType::BF16 : DType::F32; }
 
   template <typename F>
   graph::Graph pass(const std::string& name, F&& f) {
@@ -523,6 +528,14 @@ class Compiler {
       for (auto& in : n.inputs)
         if (!in.empty() && !sequences.is_sequence(in) && (!g.has_value(in) || !g.value(in).typed))
           fail(g.source, ": ", n.label(), ": input '", in, "' has no known type");
+      if (auto narrowed = graph::narrow_operands(n, g, opts_.precision, bf16_storage())) {
+        // The rewritten nodes replace n's reads of its operands.
+        for (auto& in : n.inputs) --uses_[in];
+        for (auto& m : *narrowed)
+          for (auto& in : m.inputs) ++uses_[in];
+        for (auto it = narrowed->rbegin(); it != narrowed->rend(); ++it) work.push_front(std::move(*it));
+        continue;
+      }
       if (SequenceLowering::is_sequence_op(n.op_type) && n.domain.empty()) {
         sequences.lower(n, g, work, [&](const std::string& name) {
           bool sp = false;

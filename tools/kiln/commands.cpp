@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 
 namespace kiln::cli {
@@ -17,7 +18,7 @@ namespace {
 
 const std::map<std::string, bool> kCompileFlags = {
     {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"emit", true},
-    {"schedule", true}, {"help", false}};
+    {"schedule", true}, {"precision", true}, {"help", false}};
 
 const char* kRunHelp =
     "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
@@ -35,7 +36,9 @@ const char* kRunHelp =
     "  --schedule FILE     replay schedule steps per kernel, one kernel per line:\n"
     "                        k3_Relu_11: split(x, 8); vectorize(x_i); parallel(x_o)\n"
     "                      (kernel and loop names as --dump-ir tir prints them; '#' starts a comment;\n"
-    "                      a kernel given steps gets no automatic parallel loops)\n";
+    "                      a kernel given steps gets no automatic parallel loops)\n"
+    "  --precision P       fp32 (default) or bf16: MatMul/Gemm/Conv operands rounded to bfloat16\n"
+    "                      (weights at compile time), f32 accumulation and results, the rest f32\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
@@ -46,7 +49,10 @@ const char* kBenchHelp =
     "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n"
     "  --profile   also print the kernels taking the most time (mean over the timed runs) with their\n"
     "              GFLOP/s, % of the measured fp32 peak of the threads used, and argument bytes\n"
-    "  --trace F   write one run's kernels as a Chrome trace (chrome://tracing, Perfetto) to F\n";
+    "  --trace F   write one run's kernels as a Chrome trace (chrome://tracing, Perfetto) to F\n"
+    "With --precision bf16 it also compiles the fp32 model and compares outputs on the inputs (and, without\n"
+    "--inputs, 7 more random ones): max abs error, max rel error (|d| / max(|ref|, 1e-3 max|ref|)) and, for\n"
+    "2-D [rows, classes] outputs, the rows whose argmax (top-1 class) agrees.\n";
 
 const char* kInfoHelp =
     "usage: kiln info MODEL.onnx [--shape NAME=DxDx..]\n"
@@ -90,6 +96,12 @@ std::map<std::string, std::string> read_schedule_file(const std::string& path) {
   return r;
 }
 
+Precision parse_precision(const std::string& s) {
+  if (s.empty() || s == "fp32") return Precision::FP32;
+  if (s == "bf16") return Precision::BF16;
+  fail("--precision: '", s, "' is not one of fp32, bf16");
+}
+
 Prepared prepare(const Args& a) {
   if (a.model.empty()) fail("no model given (see kiln ", a.command, " --help)");
   Prepared p;
@@ -99,6 +111,7 @@ Prepared prepare(const Args& a) {
   p.opts.print_timing = a.has("timing");
   p.opts.emit_path = a.get("emit");
   if (a.has("schedule")) p.opts.schedules = read_schedule_file(a.get("schedule"));
+  p.opts.precision = parse_precision(a.get("precision"));
   if (a.has("inputs")) {
     std::string dir = a.get("inputs");
     if (!fs::is_directory(dir)) fail(dir, ": not a directory");
@@ -167,6 +180,69 @@ void summarize(const TensorInfo& info, const HostTensor& t) {
   std::printf("%s]\n", t.numel() > 8 ? ", ..." : "");
 }
 
+// How far a reduced-precision model's outputs are from the fp32 model's on the same inputs.
+struct PrecisionError {
+  int samples = 0;
+  double max_abs = 0, max_rel = 0;
+  int top1_agree = 0, top1_total = 0;  // classifier outputs: rows whose argmax agrees
+};
+
+// Relative error of one element against a reference whose largest magnitude is `scale`:
+// |d| / max(|ref|, 1e-3 * scale), so elements near zero do not dominate.
+double relative_error(double got, double ref, double scale) {
+  return std::fabs(got - ref) / std::max(std::fabs(ref), 1e-3 * scale);
+}
+
+void compare_outputs(const std::vector<HostTensor>& got, const std::vector<HostTensor>& ref, PrecisionError* e) {
+  for (size_t o = 0; o < ref.size(); ++o) {
+    if (!dtype_is_float(ref[o].dtype)) continue;
+    double scale = 0;
+    for (int64_t i = 0; i < ref[o].numel(); ++i) scale = std::max(scale, std::fabs(ref[o].get_f64(i)));
+    for (int64_t i = 0; i < ref[o].numel(); ++i) {
+      double g = got[o].get_f64(i), r = ref[o].get_f64(i);
+      e->max_abs = std::max(e->max_abs, std::fabs(g - r));
+      e->max_rel = std::max(e->max_rel, relative_error(g, r, scale));
+    }
+    // A 2-D [rows, classes] output is read as class scores.
+    if (ref[o].shape.size() != 2 || ref[o].shape[1] < 2) continue;
+    int64_t rows = ref[o].shape[0], classes = ref[o].shape[1];
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t bg = 0, br = 0;
+      for (int64_t c = 1; c < classes; ++c) {
+        if (got[o].get_f64(r * classes + c) > got[o].get_f64(r * classes + bg)) bg = c;
+        if (ref[o].get_f64(r * classes + c) > ref[o].get_f64(r * classes + br)) br = c;
+      }
+      e->top1_agree += bg == br;
+      ++e->top1_total;
+    }
+  }
+}
+
+// Runs the model compiled in fp32 beside `p` on p's inputs and, when no inputs were given,
+// on `extra` more random inputs.
+PrecisionError precision_error(const Args& a, const Prepared& p, int extra) {
+  CompileOptions ref_opts = p.opts;
+  ref_opts.precision = Precision::FP32;
+  ref_opts.emit_path.clear();
+  ref_opts.dump_ir.clear();
+  ref_opts.print_timing = false;
+  Model ref = Model::compile_file(a.model, ref_opts);
+  std::vector<std::vector<HostTensor>> samples{p.inputs};
+  if (!a.has("inputs")) {
+    std::mt19937 rng(99);
+    for (int i = 0; i < extra; ++i) {
+      samples.emplace_back();
+      for (auto& info : p.model->inputs()) samples.back().push_back(random_tensor(info, rng));
+    }
+  }
+  PrecisionError e;
+  for (auto& in : samples) {
+    compare_outputs(p.model->run(in), ref.run(in), &e);
+    ++e.samples;
+  }
+  return e;
+}
+
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
@@ -215,6 +291,8 @@ int cmd_bench(int argc, char** argv) {
   double mean = 0;
   for (double v : t) mean += v / double(t.size());
   if (a.has("trace")) write_trace(a.get("trace"), p.model->profile(p.inputs, 1));
+  std::optional<PrecisionError> err;
+  if (p.opts.precision != Precision::FP32) err = precision_error(a, p, 7);
   if (a.has("profile")) {
     auto prof = p.model->profile(p.inputs, iters);
     double total = 0;
@@ -240,16 +318,26 @@ int cmd_bench(int argc, char** argv) {
   if (a.has("json")) {
     std::printf("{\"model\": \"%s\", \"compile_ms\": %.3f, \"median_ms\": %.4f, \"min_ms\": %.4f, \"mean_ms\": %.4f, "
                 "\"max_ms\": %.4f, \"iters\": %d, \"warmup\": %d, \"threads\": %d, \"kernels\": %d, "
-                "\"intermediate_bytes\": %zu, \"unshared_intermediate_bytes\": %zu}\n",
+                "\"intermediate_bytes\": %zu, \"unshared_intermediate_bytes\": %zu, \"precision\": \"%s\"",
                 a.model.c_str(), p.model->compile_ms(), median, s.front(), mean, s.back(), iters, warmup,
                 p.opts.threads, p.model->num_kernels(), p.model->intermediate_bytes(),
-                p.model->unshared_intermediate_bytes());
+                p.model->unshared_intermediate_bytes(), a.get("precision", "fp32").c_str());
+    if (err)
+      std::printf(", \"error_samples\": %d, \"max_abs_err\": %.6g, \"max_rel_err\": %.6g, \"top1_agree\": %d, "
+                  "\"top1_total\": %d", err->samples, err->max_abs, err->max_rel, err->top1_agree, err->top1_total);
+    std::printf("}\n");
   } else {
     std::printf("%s: compile %.1f ms, %d kernels, planned intermediates %.2f MB (%.2f MB without sharing)\n",
                 a.model.c_str(), p.model->compile_ms(), p.model->num_kernels(), p.model->intermediate_bytes() / 1e6,
                 p.model->unshared_intermediate_bytes() / 1e6);
     std::printf("run (%d iters, %d warm-up, %d thread%s): median %.3f ms, min %.3f ms, mean %.3f ms, max %.3f ms\n",
                 iters, warmup, p.opts.threads, p.opts.threads > 1 ? "s" : "", median, s.front(), mean, s.back());
+    if (err) {
+      std::printf("%s vs fp32 on %d input%s: max abs error %.3g, max rel error %.3g", a.get("precision").c_str(),
+                  err->samples, err->samples > 1 ? "s" : "", err->max_abs, err->max_rel);
+      if (err->top1_total) std::printf(", top-1 agreement %d/%d", err->top1_agree, err->top1_total);
+      std::printf("\n");
+    }
   }
   return 0;
 }

@@ -1,0 +1,172 @@
+// Mixed precision (CompileOptions::precision): in bf16 mode the matrix products must compute
+// exactly "operands rounded to bf16, f32 accumulation, f32 result" — checked against that
+// reference computed here — while the fp32 model is unchanged.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "kiln/kiln.h"
+
+namespace {
+
+using Floats = std::vector<float>;
+
+float bf16(float v) { return kiln::bf16_to_f32(kiln::f32_to_bf16(v)); }
+
+Floats random_floats(size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  Floats v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// A one-graph ONNX model built node by node.
+struct ModelBuilder {
+  onnx::ModelProto m;
+  onnx::GraphProto* g;
+  ModelBuilder() {
+    m.set_ir_version(8);
+    m.add_opset_import()->set_version(13);
+    g = m.mutable_graph();
+    g->set_name("g");
+  }
+  void typed(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& shape) {
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    for (auto d : shape) t->mutable_shape()->add_dim()->set_dim_value(d);
+  }
+  void input(const std::string& name, const std::vector<int64_t>& shape) { typed(g->add_input(), name, shape); }
+  void output(const std::string& name, const std::vector<int64_t>& shape) { typed(g->add_output(), name, shape); }
+  void constant(const std::string& name, const std::vector<int64_t>& shape, const Floats& v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (auto d : shape) t->add_dims(d);
+    for (float f : v) t->add_float_data(f);
+  }
+  onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& ins, const std::string& out) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    for (auto& i : ins) n->add_input(i);
+    n->add_output(out);
+    return n;
+  }
+  std::string write(const std::string& file) {
+    auto path = (std::filesystem::temp_directory_path() / file).string();
+    std::ofstream f(path, std::ios::binary);
+    m.SerializeToOstream(&f);
+    return path;
+  }
+};
+
+kiln::HostTensor tensor(const std::vector<int64_t>& shape, const Floats& v) {
+  return kiln::HostTensor(kiln::DType::F32, shape, v.data());
+}
+
+kiln::Model compile(const std::string& path, kiln::Precision p) {
+  kiln::CompileOptions o;
+  o.precision = p;
+  return kiln::Model::compile_file(path, o);
+}
+
+// Checks `got` against `want` to f32-accumulation accuracy, and that `other` (the model in the
+// other precision) differs from `want` somewhere by more than that: the rounding is visible.
+void expect_matches_and_differs(const kiln::HostTensor& got, const std::vector<double>& want,
+                                const kiln::HostTensor& other) {
+  ASSERT_EQ(got.numel(), int64_t(want.size()));
+  double max_other = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_NEAR(got.as<float>()[i], want[i], 2e-5 * (1 + std::fabs(want[i]))) << "element " << i;
+    max_other = std::max(max_other, std::fabs(other.as<float>()[i] - want[i]));
+  }
+  EXPECT_GT(max_other, 1e-4) << "the two precisions gave the same results";
+}
+
+// y = MatMul(Relu(x), W): an activation rounded by a kernel, a weight rounded at compile time.
+TEST(Precision, MatMulRoundsBothOperandsAndAccumulatesInF32) {
+  const int M = 7, K = 40, N = 24;
+  std::mt19937 rng(3);
+  Floats W = random_floats(K * N, rng), X = random_floats(M * K, rng);
+  ModelBuilder b;
+  b.input("x", {M, K});
+  b.constant("w", {K, N}, W);
+  b.node("Relu", {"x"}, "r");
+  b.node("MatMul", {"r", "w"}, "y");
+  b.output("y", {M, N});
+  std::string path = b.write("kiln_precision_matmul.onnx");
+  auto run = [&](kiln::Precision p) { return compile(path, p).run({tensor({M, K}, X)})[0]; };
+  kiln::HostTensor y16 = run(kiln::Precision::BF16), y32 = run(kiln::Precision::FP32);
+  std::vector<double> want16(M * N, 0.0), want32(M * N, 0.0);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n)
+      for (int k = 0; k < K; ++k) {
+        float r = std::max(X[m * K + k], 0.0f);
+        want16[m * N + n] += double(bf16(r)) * bf16(W[k * N + n]);
+        want32[m * N + n] += double(r) * W[k * N + n];
+      }
+  expect_matches_and_differs(y16, want16, y32);
+  expect_matches_and_differs(y32, want32, y16);
+}
+
+// Both operands are graph inputs (an attention product): both rounded on the fly.
+TEST(Precision, ProductOfTwoInputsRoundsBoth) {
+  const int M = 9, K = 33, N = 17;
+  std::mt19937 rng(5);
+  Floats A = random_floats(M * K, rng), B = random_floats(K * N, rng);
+  ModelBuilder b;
+  b.input("a", {M, K});
+  b.input("b", {K, N});
+  b.node("MatMul", {"a", "b"}, "y");
+  b.output("y", {M, N});
+  std::string path = b.write("kiln_precision_inputs.onnx");
+  auto run = [&](kiln::Precision p) { return compile(path, p).run({tensor({M, K}, A), tensor({K, N}, B)})[0]; };
+  kiln::HostTensor y16 = run(kiln::Precision::BF16), y32 = run(kiln::Precision::FP32);
+  std::vector<double> want(M * N, 0.0);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n)
+      for (int k = 0; k < K; ++k) want[m * N + n] += double(bf16(A[m * K + k])) * bf16(B[k * N + n]);
+  expect_matches_and_differs(y16, want, y32);
+}
+
+// Conv with bias: x and w rounded, the bias added in f32.
+TEST(Precision, ConvKeepsItsBiasInF32) {
+  const int C = 3, H = 6, OC = 16;
+  std::mt19937 rng(9);
+  Floats W = random_floats(OC * C * 9, rng), Bias = random_floats(OC, rng), X = random_floats(C * H * H, rng);
+  for (auto& v : Bias) v += 1.0f / 1024;  // not representable in bf16 near 1
+  ModelBuilder b;
+  b.input("x", {1, C, H, H});
+  b.constant("w", {OC, C, 3, 3}, W);
+  b.constant("bias", {OC}, Bias);
+  auto* conv = b.node("Conv", {"x", "w", "bias"}, "y");
+  auto* pads = conv->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(1);
+  b.output("y", {1, OC, H, H});
+  std::string path = b.write("kiln_precision_conv.onnx");
+  auto run = [&](kiln::Precision p) { return compile(path, p).run({tensor({1, C, H, H}, X)})[0]; };
+  kiln::HostTensor y16 = run(kiln::Precision::BF16), y32 = run(kiln::Precision::FP32);
+  std::vector<double> want(OC * H * H);
+  for (int oc = 0; oc < OC; ++oc)
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < H; ++x) {
+        double s = Bias[oc];
+        for (int c = 0; c < C; ++c)
+          for (int ky = 0; ky < 3; ++ky)
+            for (int kx = 0; kx < 3; ++kx) {
+              int iy = y + ky - 1, ix = x + kx - 1;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= H) continue;
+              s += double(bf16(W[((oc * C + c) * 3 + ky) * 3 + kx])) * bf16(X[(c * H + iy) * H + ix]);
+            }
+        want[(oc * H + y) * H + x] = s;
+      }
+  expect_matches_and_differs(y16, want, y32);
+}
+
+}  // namespace
