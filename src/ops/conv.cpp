@@ -20,6 +20,7 @@ struct ConvTerms {
   std::function<Expr(Expr x, Expr c)> x_value;
   std::function<Expr(Expr w, Expr m)> w_value;
   std::function<Expr(Expr m)> init;  // initial value of output channel m's sum; 0 when unset
+  Expr pad;  // value of x in the padding, in x's type: its zero point (0 when unset)
 };
 
 ConvTerms float_terms(const OpContext& ctx, DType t, int bias_input) {
@@ -34,11 +35,12 @@ ConvTerms float_terms(const OpContext& ctx, DType t, int bias_input) {
 
 // Integer terms: (x - x_zero_point) * (w - w_zero_point[m]) in int32; x's zero point is per
 // tensor, w's per tensor or per output channel.
-ConvTerms integer_terms(const OpContext& ctx, int x_zp, int w_zp) {
+ConvTerms integer_terms(OpContext& ctx, int x_zp, int w_zp) {
   ConvTerms terms;
   terms.acc = DType::I32;
   terms.x_value = [&ctx, x_zp](Expr x, Expr) { return tir::cast(DType::I32, x) - zero_point_i32(ctx, x_zp, 0); };
   terms.w_value = [&ctx, w_zp](Expr w, Expr m) { return tir::cast(DType::I32, w) - zero_point_i32(ctx, w_zp, m); };
+  if (ctx.has_input(x_zp)) terms.pad = tir::cast(ctx.input(0).dtype(), zero_point_i32(ctx, x_zp, 0));
   return terms;
 }
 
@@ -91,8 +93,10 @@ std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const std::vec
   return idx;
 }
 
-// x[n, c, at - pad_begin] at coordinates `at` of the zero-padded input: 0 in the padding.
-Expr zero_padded_read(const Tensor& x, const Window& win, const Expr& n, const Expr& c, const std::vector<Expr>& at) {
+// x[n, c, at - pad_begin] at coordinates `at` of the padded input: `pad` in the padding (a
+// quantized input's zero point, so the padding adds nothing to the sum), else 0.
+Expr padded_read(const Tensor& x, const Window& win, const Expr& n, const Expr& c, const std::vector<Expr>& at,
+                 const Expr& pad) {
   std::vector<Expr> idx{n, c};
   Expr inside = tir::make_int(1, DType::Bool);
   for (int d = 0; d < win.rank(); ++d) {
@@ -100,27 +104,27 @@ Expr zero_padded_read(const Tensor& x, const Window& win, const Expr& n, const E
     inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
     idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
   }
-  return tir::select(inside, x(idx), tir::make_const(x.dtype(), 0));
+  return tir::select(inside, x(idx), pad.defined() ? pad : tir::make_const(x.dtype(), 0));
 }
 
-// x with its zero padding stored: [N, C, in + pad_begin + pad_end ...]. Returns x itself when
+// x with its padding stored: [N, C, in + pad_begin + pad_end ...]. Returns x itself when
 // no window reaches outside it.
-Tensor pad_input(const Tensor& x, const Window& win, const std::string& name) {
+Tensor pad_input(const Tensor& x, const Window& win, const Expr& pad, const std::string& name) {
   bool any = false;
   for (int d = 0; d < win.rank(); ++d) any |= win.may_underflow(d) || win.may_overflow(d);
   if (!any) return x;
   Shape shape{x.dim(0), x.dim(1)};
   for (int d = 0; d < win.rank(); ++d) shape.push_back(win.in[d] + win.pad_begin[d] + win.pad_end[d]);
   return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
-    return zero_padded_read(x, win, i[0], i[1], std::vector<Expr>(i.begin() + 2, i.end()));
+    return padded_read(x, win, i[0], i[1], std::vector<Expr>(i.begin() + 2, i.end()), pad);
   }, name);
 }
 
-// x zero-padded as pad_input does, with its last dimension also split by that dimension's
+// x padded as pad_input does, with its last dimension also split by that dimension's
 // stride s into phases: planes[n, c, d.., p, q] = padded[n, c, d.., q * s + p] (0 past the
 // end). A strided window then reads neighbouring q for neighbouring outputs: vector loads
 // where the padded input would need gathers, in one copy the size of the padded input.
-Tensor phase_planes(const Tensor& x, const Window& win, const std::string& name) {
+Tensor phase_planes(const Tensor& x, const Window& win, const Expr& pad, const std::string& name) {
   int r = win.rank(), last = r - 1;
   int64_t s = win.strides[last], padded_width = win.in[last] + win.pad_begin[last] + win.pad_end[last];
   Shape shape{x.dim(0), x.dim(1)};
@@ -130,7 +134,7 @@ Tensor phase_planes(const Tensor& x, const Window& win, const std::string& name)
   return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
     std::vector<Expr> at(i.begin() + 2, i.begin() + 1 + r);  // the axes before the last
     at.push_back(Expr(i[2 + r]) * s + i[1 + r]);
-    return zero_padded_read(x, win, i[0], i[1], at);
+    return padded_read(x, win, i[0], i[1], at, pad);
   }, name);
 }
 
@@ -220,11 +224,9 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
   if (x.dim(1) != group_channels * group)
     ctx.error("weights ", shape_str(w.shape()), " expect ", group_channels * group, " input channels, got ", x.dim(1));
   Window win = sliding_window(ctx, spatial_shape(x), kernel_extents(ctx, w));
-  // Float inputs: zero padding as a stored copy, so the reduction reads without bounds guards
-  // and neighbouring outputs read neighbouring inputs (vector loads, not gathers). Quantized
-  // inputs keep the guarded read: their padding is the zero point, not 0.
-  if (!dtype_is_float(x.dtype())) return conv_reduce(x.dim(0), w, terms, win, group, window_input(x, win, terms), name);
-  Tensor padded = pad_input(x, win, name + "_padded");
+  // The padding as a stored copy, so the reduction reads without bounds guards and
+  // neighbouring outputs read neighbouring inputs (vector loads, not gathers).
+  Tensor padded = pad_input(x, win, terms.pad, name + "_padded");
   Window inner = win;
   for (int d = 0; d < win.rank(); ++d) {
     inner.in[d] = padded.dim(2 + d);
@@ -241,7 +243,7 @@ Tensor conv_sum(OpContext& ctx, const Tensor& x, const Tensor& w, const ConvTerm
   // cost a copy (7.4 MB for ResNet-50's stem).
   bool channel_vectors = group == 1 && out_channels % kChannelVectorMultiple == 0;
   if (win.rank() > 0 && !narrow && !channel_vectors && win.strides[win.rank() - 1] > 1) {
-    Tensor planes = phase_planes(x, win, name + "_phases");
+    Tensor planes = phase_planes(x, win, terms.pad, name + "_phases");
     return conv_reduce(x.dim(0), w, terms, inner, group, phase_input(planes, inner, terms), name);
   }
   // A strided 1x1 kernel's columns are a plain subsample, smaller than its input: worth the

@@ -68,7 +68,7 @@ std::vector<Tensor> matmul(OpContext& ctx) {
 
 // Integer matrix product with zero points: a's zero point is per row (or per tensor), b's per
 // column; int32 accumulation.
-Summand zero_point_product(const OpContext& ctx, int a_zp, int b_zp) {
+Summand zero_point_product(OpContext& ctx, int a_zp, int b_zp) {
   return [&ctx, a_zp, b_zp](Expr x, Expr y, Expr m, Expr n) {
     return (tir::cast(DType::I32, x) - zero_point_i32(ctx, a_zp, m)) *
            (tir::cast(DType::I32, y) - zero_point_i32(ctx, b_zp, n));

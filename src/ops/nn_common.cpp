@@ -117,8 +117,14 @@ Expr quant_param(const OpContext& ctx, const Tensor& p, const Expr& index) {
   return p(index);
 }
 
-Expr zero_point_i32(const OpContext& ctx, int i, const Expr& index) {
+Expr zero_point_i32(OpContext& ctx, int i, const Expr& index) {
   if (!ctx.has_input(i)) return tir::make_int(0, DType::I32);
+  // Symmetric quantization (all zero points 0, as for most weights): no subtraction at all.
+  if (const HostTensor* v = ctx.value(i)) {
+    bool zero = true;
+    for (int64_t k = 0; k < v->numel() && zero; ++k) zero = v->get_f64(k) == 0;
+    if (zero) return tir::make_int(0, DType::I32);
+  }
   return cast_if_needed(DType::I32, quant_param(ctx, ctx.input(i), index));
 }
 

@@ -67,7 +67,7 @@ Expr window_inside(const Window& w, const std::vector<Expr>& out, const std::vec
 // a single-element tensor is per-tensor (index ignored), a 1-D tensor per-axis.
 Expr quant_param(const OpContext& ctx, const Tensor& p, const Expr& index);
 // Optional zero point input `i` as an i32 expression (0 when absent).
-Expr zero_point_i32(const OpContext& ctx, int i, const Expr& index);
+Expr zero_point_i32(OpContext& ctx, int i, const Expr& index);
 // Real value `v` (f32) quantized to `to` (u8/i8/...): round half to even, add the zero point
 // and saturate to the type's range.
 Expr quantize(const Expr& v, const Expr& zero_point, DType to);

@@ -8,6 +8,7 @@
 
 #include "graph/passes.h"
 #include "graph/precision.h"
+#include "graph/qdq.h"
 #include "onnx/importer.h"
 #include "ops/registry.h"
 #include "runtime/compiler.h"
@@ -109,6 +110,7 @@ class Compiler {
     graph::Graph g = pass("import", [&] { return onnx_import::import_file(path, io); });
     check_supported(g);
     g = pass("canonicalize", [&] { return graph::canonicalize(std::move(g)); });
+    g = pass("qdq", [&] { return graph::fuse_quantized_products(std::move(g)); });
     for (auto& kv : opts_.input_values)
       if (std::find(g.inputs.begin(), g.inputs.end(), kv.first) == g.inputs.end())
         fail(path, ": a value is given for '", kv.first, "', which is not a graph input");

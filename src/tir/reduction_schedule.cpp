@@ -109,10 +109,15 @@ Stmt rows_or_scalar(const Nest& n, const std::vector<Range>& ranges) {
 }
 
 // Packs larger than this stay unpacked (the copy would not pay for itself in cache).
+// Sums whose accumulators fill 32-bit vector lanes: the register-tiled kinds.
+bool vector_sum(const ReduceNode* r) {
+  return r->op == ReduceOp::Sum && (r->dtype == DType::F32 || r->dtype == DType::I32);
+}
+
 constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
 
 // A load the tile can pack: it varies along the vector axis `vi` and the reduction only (so
-// one copy serves every other output), is f32, and the copy is not too large.
+// one copy serves every other output), and the copy is not too large.
 Expr packable_load(const Nest& n, size_t vi) {
   Expr found;
   const VarNode* vec = n.axes[vi].as<VarNode>();
@@ -121,7 +126,7 @@ Expr packable_load(const Nest& n, size_t vi) {
   visit(n.r->body, [&](const Expr& e) {
     if (found.defined() || e.kind() != ExprKind::Load) return;
     auto l = e.as<LoadNode>();
-    bool ok = l->dtype == DType::F32, inner = false, reduce = false;
+    bool ok = true, inner = false, reduce = false;
     for (auto& i : l->indices)
       visit(i, [&](const Expr& x) {
         if (x.kind() != ExprKind::Var) return;
@@ -130,7 +135,7 @@ Expr packable_load(const Nest& n, size_t vi) {
         inner |= v == vec;
         reduce |= v != vec;
       });
-    int64_t bytes = shape_numel(l->buffer->shape) * 4;
+    int64_t bytes = shape_numel(l->buffer->shape) * dtype_bytes(l->dtype);
     if (ok && inner && reduce && bytes <= kMaxPackedBytes) found = e;
   });
   return found;
@@ -270,7 +275,7 @@ Blocking plan_blocking(const ReduceNode* r, const Buffer& dst, size_t vi, size_t
   Blocking b;
   int64_t first = r->axes[0].extent, inner = 1;
   for (size_t k = 1; k < r->axes.size(); ++k) inner *= r->axes[k].extent;
-  if (first * inner <= 2 * block_terms || dst->dtype != DType::F32) return b;
+  if (first * inner <= 2 * block_terms || !vector_sum(r) || dst->dtype != r->dtype) return b;
   for (int64_t c = first; c >= 1; --c)
     if (first % c == 0 && (c * inner <= block_terms || c == 1)) {
       b.chunk = c;
@@ -388,14 +393,18 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
   if (vectors == 0) return std::nullopt;
   if (vi != last) {
     // Another vector axis only with whole vectors, the operand that varies along it packed at
-    // compile time, and every other load the same for all lanes (no gathers).
+    // compile time, and every other load the same for all lanes or a per-channel parameter
+    // indexed by the vector axis alone (a zero point per output channel): no gathers.
     Expr packed = packable_load(n, vi);
     if (width % lanes || !packed.defined() || !constants.count(packed.as<LoadNode>()->buffer.get())) return std::nullopt;
+    const VarNode* vec = n.axes[vi].as<VarNode>();
     bool gathers = false;
     visit(r->body, [&](const Expr& e) {
       if (e.kind() != ExprKind::Load || e.same_as(packed)) return;
-      for (auto& i : e.as<LoadNode>()->indices)
-        visit(i, [&](const Expr& x) { gathers |= x.kind() == ExprKind::Var && x.as<VarNode>() == n.axes[vi].as<VarNode>(); });
+      auto l = e.as<LoadNode>();
+      if (l->indices.size() == 1 && l->indices[0].kind() == ExprKind::Var && l->indices[0].as<VarNode>() == vec) return;
+      for (auto& i : l->indices)
+        visit(i, [&](const Expr& x) { gathers |= x.kind() == ExprKind::Var && x.as<VarNode>() == vec; });
     });
     if (gathers) return std::nullopt;
   }
@@ -455,15 +464,16 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
     f.back() = {0, s.back()};
     return true;
   };
-  if (r->op == ReduceOp::Sum && r->dtype == DType::F32) fuse(n, shape, full, false);
+  if (vector_sum(r)) fuse(n, shape, full, false);
   r = n.r;
 
-  // Register tiles: f32 sums (FMA) over at least a vector of outputs along a vector axis.
+  // Register tiles: f32 sums (FMA) or i32 sums (quantized products) over at least a vector
+  // of outputs along a vector axis.
   // The tile takes ri * vj / lanes accumulator registers, leaving a few for operands:
   // 6 x 4 vectors with 32 registers (AVX-512), 6 x 2 with 16 (AVX2).
   int64_t terms = 1;
   for (auto& a : r->axes) terms *= a.extent;
-  if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || terms < 4) return rows_or_scalar(n, full);
+  if (!vector_sum(r) || terms < 4) return rows_or_scalar(n, full);
   int64_t max_vectors = target.vector_registers >= 32 ? 4 : 2;
   auto best_plan = [&](const Nest& nest, const Shape& s, bool innermost_allowed) {
     std::optional<TilePlan> best;

@@ -1,0 +1,160 @@
+#include "graph/qdq.h"
+
+#include <cmath>
+#include <optional>
+#include <set>
+
+namespace kiln::graph {
+
+namespace {
+
+struct Uses {
+  std::map<std::string, const Node*> producer;
+  std::map<std::string, std::vector<const Node*>> readers;
+  std::set<std::string> outputs;
+
+  explicit Uses(const Graph& g) : outputs(g.outputs.begin(), g.outputs.end()) {
+    for (auto& n : g.nodes) {
+      for (auto& o : n.outputs) producer[o] = &n;
+      for (auto& i : n.inputs) readers[i].push_back(&n);
+      // Values read inside subgraphs have readers this pass does not see: never fuse them.
+      for (auto& kv : n.attrs)
+        if (kv.second.graph) opaque = true;
+    }
+  }
+  bool opaque = false;
+
+  const Node* made_by(const std::string& value, const char* op) const {
+    auto it = producer.find(value);
+    if (it == producer.end() || it->second->op_type != op || !it->second->domain.empty()) return nullptr;
+    return it->second;
+  }
+  // The single reader of `value`, when it is a QuantizeLinear and `value` is not an output.
+  const Node* only_quantizer(const std::string& value) const {
+    auto it = readers.find(value);
+    if (outputs.count(value) || it == readers.end() || it->second.size() != 1) return nullptr;
+    const Node* q = it->second[0];
+    return q->op_type == "QuantizeLinear" && q->domain.empty() && q->inputs.size() == 3 ? q : nullptr;
+  }
+};
+
+const HostTensor* constant(const Graph& g, const std::string& name) {
+  if (name.empty() || !g.has_value(name)) return nullptr;
+  return g.value(name).constant.get();
+}
+
+bool is_8bit(const HostTensor* t) { return t && (t->dtype == DType::U8 || t->dtype == DType::I8); }
+bool per_tensor(const HostTensor* t) { return t && t->numel() == 1; }
+
+int64_t axis_of(const Node& n, int64_t rank) {
+  auto it = n.attrs.find("axis");
+  int64_t a = it == n.attrs.end() ? 1 : it->second.i;
+  return a < 0 ? a + rank : a;
+}
+
+// A DequantizeLinear with a constant scale and a constant 8-bit zero point, per tensor unless
+// `channel_axis` (of a rank-`rank` operand) is given, in which case per tensor or per that axis.
+bool quantized_operand(const Graph& g, const Node* dq, int64_t rank = 0, int64_t channel_axis = -1) {
+  if (!dq || dq->inputs.size() != 3) return false;
+  const HostTensor* scale = constant(g, dq->inputs[1]);
+  const HostTensor* zp = constant(g, dq->inputs[2]);
+  if (!scale || scale->dtype != DType::F32 || !is_8bit(zp) || scale->numel() != zp->numel()) return false;
+  if (per_tensor(scale)) return true;
+  return channel_axis >= 0 && scale->shape.size() == 1 && axis_of(*dq, rank) == channel_axis;
+}
+
+// The int32 bias of a quantized conv: DQ(b) with zero point 0 and scale x_scale * w_scale.
+bool integer_bias(const Graph& g, const Node* dq, const HostTensor* x_scale, const HostTensor* w_scale) {
+  if (!dq || dq->inputs.size() < 2) return false;
+  const HostTensor* b = constant(g, dq->inputs[0]);
+  const HostTensor* scale = constant(g, dq->inputs[1]);
+  if (!b || b->dtype != DType::I32 || !scale || scale->dtype != DType::F32 || b->shape.size() != 1) return false;
+  if (dq->inputs.size() > 2 && !dq->inputs[2].empty()) {
+    const HostTensor* zp = constant(g, dq->inputs[2]);
+    if (!zp) return false;
+    for (int64_t i = 0; i < zp->numel(); ++i)
+      if (zp->get_f64(i) != 0) return false;
+  }
+  int64_t n = b->numel();
+  if (!(scale->numel() == n || scale->numel() == 1) || !(w_scale->numel() == n || w_scale->numel() == 1)) return false;
+  float xs = x_scale->as<float>()[0];
+  for (int64_t i = 0; i < n; ++i) {
+    float want = xs * w_scale->as<float>()[w_scale->numel() == 1 ? 0 : i];
+    float have = scale->as<float>()[scale->numel() == 1 ? 0 : i];
+    if (std::fabs(want - have) > 1e-6f * std::fabs(want)) return false;
+  }
+  return true;
+}
+
+const HostTensor* value_of(const Graph& g, const Node* dq, int input) { return constant(g, dq->inputs[input]); }
+
+// QLinearConv for Q(Conv(DQ(x), DQ(w) [, DQ(b)])), or nothing.
+std::optional<Node> fused_conv(const Graph& g, const Uses& u, const Node& n) {
+  if (n.inputs.size() < 2) return std::nullopt;
+  const Node* dx = u.made_by(n.inputs[0], "DequantizeLinear");
+  const Node* dw = u.made_by(n.inputs[1], "DequantizeLinear");
+  const Node* q = u.only_quantizer(n.outputs[0]);
+  if (!dx || !dw || !q || !quantized_operand(g, dx)) return std::nullopt;
+  const HostTensor* w = constant(g, dw->inputs[0]);
+  if (!is_8bit(w) || !quantized_operand(g, dw, int64_t(w->shape.size()), 0)) return std::nullopt;
+  if (!per_tensor(constant(g, q->inputs[1])) || !is_8bit(constant(g, q->inputs[2]))) return std::nullopt;
+  std::string bias;
+  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+    const Node* db = u.made_by(n.inputs[2], "DequantizeLinear");
+    if (!integer_bias(g, db, value_of(g, dx, 1), value_of(g, dw, 1))) return std::nullopt;
+    bias = db->inputs[0];
+  }
+  Node f = n;
+  f.op_type = "QLinearConv";
+  f.inputs = {dx->inputs[0], dx->inputs[1], dx->inputs[2], dw->inputs[0], dw->inputs[1], dw->inputs[2],
+              q->inputs[1], q->inputs[2]};
+  if (!bias.empty()) f.inputs.push_back(bias);
+  f.outputs = {q->outputs[0]};
+  return f;
+}
+
+// QLinearMatMul for Q(MatMul(DQ(a), DQ(b))): a per tensor, b per tensor or per column.
+std::optional<Node> fused_matmul(const Graph& g, const Uses& u, const Node& n) {
+  if (n.inputs.size() != 2) return std::nullopt;
+  const Node* da = u.made_by(n.inputs[0], "DequantizeLinear");
+  const Node* db = u.made_by(n.inputs[1], "DequantizeLinear");
+  const Node* q = u.only_quantizer(n.outputs[0]);
+  if (!da || !db || !q || !quantized_operand(g, da)) return std::nullopt;
+  if (!per_tensor(constant(g, q->inputs[1])) || !is_8bit(constant(g, q->inputs[2]))) return std::nullopt;
+  const HostTensor* b = constant(g, db->inputs[0]);
+  // Per-column scales need b's rank, known here only for a constant b.
+  if (!quantized_operand(g, db, b ? int64_t(b->shape.size()) : 0, b ? int64_t(b->shape.size()) - 1 : -1))
+    return std::nullopt;
+  if (b && b->shape.size() > 2 && !per_tensor(value_of(g, db, 1))) return std::nullopt;
+  Node f = n;
+  f.op_type = "QLinearMatMul";
+  f.inputs = {da->inputs[0], da->inputs[1], da->inputs[2], db->inputs[0], db->inputs[1], db->inputs[2],
+              q->inputs[1], q->inputs[2]};
+  f.outputs = {q->outputs[0]};
+  return f;
+}
+
+}  // namespace
+
+Graph fuse_quantized_products(Graph g) {
+  Uses u(g);
+  if (u.opaque) return g;
+  std::set<const Node*> absorbed;  // quantizers that now belong to a fused node
+  std::vector<Node> out;
+  for (auto& n : g.nodes) {
+    if (absorbed.count(&n)) continue;
+    std::optional<Node> f;
+    if (n.domain.empty() && n.op_type == "Conv") f = fused_conv(g, u, n);
+    if (n.domain.empty() && n.op_type == "MatMul") f = fused_matmul(g, u, n);
+    if (!f) {
+      out.push_back(n);
+      continue;
+    }
+    absorbed.insert(u.only_quantizer(n.outputs[0]));
+    out.push_back(std::move(*f));
+  }
+  g.nodes = std::move(out);
+  return g;
+}
+
+}  // namespace kiln::graph

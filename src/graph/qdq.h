@@ -1,0 +1,19 @@
+// Quantized models in QDQ form (QuantizeLinear / DequantizeLinear around float operators, as
+// onnxruntime.quantization writes them) compute their products in integers.
+//
+// A Conv or MatMul whose operands are dequantized 8-bit values and whose only reader
+// quantizes its result is the integer operator ONNX defines for exactly that:
+//   Q(Conv(DQ(x), DQ(w), DQ(b_int32)))  ->  QLinearConv(x, w, b_int32)
+//   Q(MatMul(DQ(a), DQ(b)))             ->  QLinearMatMul(a, b)
+// with the scales and zero points moved over. This is what ONNX Runtime runs for the same
+// model, so results agree with it (int32 accumulation, one requantization) instead of
+// differing by rounding in a float product. Products that do not match stay float; the
+// dequantize nodes the fused ones no longer read are left to dead-code elimination.
+#pragma once
+#include "graph/graph.h"
+
+namespace kiln::graph {
+
+Graph fuse_quantized_products(Graph g);
+
+}  // namespace kiln::graph

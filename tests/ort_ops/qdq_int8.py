@@ -1,0 +1,117 @@
+"""Quantized models in QDQ form, as onnxruntime.quantization writes them (static, per-channel
+int8 weights, uint8 activations, reduce_range as ONNX Runtime advises for CPUs without VNNI),
+against ONNX Runtime running the same model: kiln must compile the quantized products to
+integer kernels (QLinearConv / QLinearMatMul, src/graph/qdq.cpp) and every quantized value
+must agree with ONNX Runtime's within one quantization step, almost all exactly.
+Usage: qdq_int8.py KILN WORK_DIR"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+kiln, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+rng = np.random.default_rng(0)
+
+
+def const(name, *shape, scale=0.3):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def conv_net():
+    """Conv 3x3 + Relu, Conv 3x3 stride 2, a residual Add, pooling, a MatMul classifier."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "r1"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("GlobalAveragePool", ["r3"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "wc"], ["logits"]),
+    ]
+    inits = [const("w1", 16, 8, 3, 3), const("b1", 16), const("w2", 16, 16, 3, 3), const("b2", 16),
+             const("w3", 32, 16, 3, 3), const("b3", 32), const("wc", 32, 10)]
+    return nodes, inits, [1, 8, 14, 14], [1, 10]
+
+
+def attention():
+    """A projection with a constant weight, then the product of two activations."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "xt"], ["scores"]),
+    ]
+    return nodes, [const("wq", 24, 24)], [2, 16, 24], [2, 16, 16]
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, shape):
+        self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
+
+    def get_next(self):
+        return next(self.data, None)
+
+
+def check(name, build, fused_ops):
+    nodes, inits, in_shape, out_shape = build()
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    case = os.path.join(work, name)
+    os.makedirs(os.path.join(case, "in"), exist_ok=True)
+    float_path, q_path = os.path.join(case, "float.onnx"), os.path.join(case, "int8.onnx")
+    onnx.save(model, float_path)
+    quantize_static(float_path, q_path, Reader(in_shape), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
+    # Every quantized value becomes an output, so each integer kernel is compared on its own.
+    q = onnx.load(q_path)
+    quantized = [n.output[0] for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    inferred = onnx.shape_inference.infer_shapes(q)
+    types = {v.name: v for v in inferred.graph.value_info}
+    q.graph.output.extend(types[v] for v in quantized)
+    onnx.save(q, q_path)
+
+    dump = subprocess.run([kiln, "run", q_path, "--dump-ir", "final"], capture_output=True, text=True, check=True)
+    for op, want in fused_ops.items():
+        got = dump.stdout.count(f"= {op}[") + dump.stderr.count(f"= {op}[")
+        if got != want:
+            print(f"FAIL {name}: {got} {op} nodes after compilation, expected {want}")
+            return False
+
+    x = rng.standard_normal(in_shape).astype(np.float32)
+    with open(os.path.join(case, "in", "input_0.pb"), "wb") as f:
+        f.write(numpy_helper.from_array(x, "x").SerializeToString())
+    sess = ort.InferenceSession(q_path, providers=["CPUExecutionProvider"])
+    refs = sess.run(None, {"x": x})
+    subprocess.run([kiln, "run", q_path, "--inputs", os.path.join(case, "in"), "--save-outputs",
+                    os.path.join(case, "out")], check=True, capture_output=True)
+    ok = True
+    for k, (out, ref) in enumerate(zip(sess.get_outputs(), refs)):
+        t = onnx.TensorProto()
+        with open(os.path.join(case, "out", f"output_{k}.pb"), "rb") as f:
+            t.ParseFromString(f.read())
+        got = numpy_helper.to_array(t)
+        if ref.dtype == np.float32:  # the dequantized result: compare in steps of its scale
+            continue
+        steps = np.abs(got.astype(np.int64) - ref.astype(np.int64))
+        exact = float((steps == 0).mean())
+        print(f"{name} {out.name}: max {steps.max()} steps, {100 * exact:.2f}% exact")
+        if steps.max() > 1 or exact < 0.99:
+            print(f"FAIL {name}: {out.name} differs from ONNX Runtime by more than one step (or too often)")
+            ok = False
+    return ok
+
+
+results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
+           check("attention", attention, {"QLinearMatMul": 2})]
+print(f"{results.count(True)} passed, {results.count(False)} failed")
+sys.exit(0 if all(results) else 1)
