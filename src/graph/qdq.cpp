@@ -134,6 +134,54 @@ std::optional<Node> fused_matmul(const Graph& g, const Uses& u, const Node& n) {
   return f;
 }
 
+float attr_float(const Node& n, const char* name, float def) {
+  auto it = n.attrs.find(name);
+  return it == n.attrs.end() ? def : float(it->second.kind == Attribute::Kind::Float ? it->second.f : it->second.i);
+}
+
+// QLinearMatMul with kiln's optional 9th input, an int32 bias per column, for
+// Q(Gemm(DQ(a), DQ(b), DQ(c_int32))) with alpha = beta = 1 and a constant b (transposed here
+// when transB is set, so that its columns are the outputs).
+std::optional<Node> fused_gemm(Graph& g, const Uses& u, const Node& n) {
+  if (n.inputs.size() < 2 || attr_float(n, "alpha", 1) != 1 || attr_float(n, "beta", 1) != 1 ||
+      attr_float(n, "transA", 0) != 0)
+    return std::nullopt;
+  bool trans_b = attr_float(n, "transB", 0) != 0;
+  const Node* da = u.made_by(n.inputs[0], "DequantizeLinear");
+  const Node* db = u.made_by(n.inputs[1], "DequantizeLinear");
+  const Node* q = u.only_quantizer(n.outputs[0]);
+  if (!da || !db || !q || !quantized_operand(g, da)) return std::nullopt;
+  if (!per_tensor(constant(g, q->inputs[1])) || !is_8bit(constant(g, q->inputs[2]))) return std::nullopt;
+  const HostTensor* b = constant(g, db->inputs[0]);
+  if (!is_8bit(b) || b->shape.size() != 2 || !quantized_operand(g, db, 2, trans_b ? 0 : 1)) return std::nullopt;
+  std::string bias;
+  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+    const Node* dc = u.made_by(n.inputs[2], "DequantizeLinear");
+    if (!integer_bias(g, dc, value_of(g, da, 1), value_of(g, db, 1))) return std::nullopt;
+    bias = dc->inputs[0];
+    if (constant(g, bias)->numel() != b->shape[trans_b ? 0 : 1]) return std::nullopt;
+  }
+  std::string b_name = db->inputs[0];
+  if (trans_b) {
+    int64_t rows = b->shape[0], cols = b->shape[1];
+    auto t = std::make_shared<HostTensor>(b->dtype, Shape{cols, rows});
+    const uint8_t* src = static_cast<const uint8_t*>(b->data());
+    uint8_t* dst = static_cast<uint8_t*>(t->data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+    b_name += "_transposed";
+    g.values[b_name] = Value{{b->dtype, t->shape}, true, t};
+  }
+  Node f = n;
+  f.op_type = "QLinearMatMul";
+  f.attrs.clear();
+  f.inputs = {da->inputs[0], da->inputs[1], da->inputs[2], b_name, db->inputs[1], db->inputs[2],
+              q->inputs[1], q->inputs[2]};
+  if (!bias.empty()) f.inputs.push_back(bias);
+  f.outputs = {q->outputs[0]};
+  return f;
+}
+
 }  // namespace
 
 Graph fuse_quantized_products(Graph g) {
@@ -146,6 +194,7 @@ Graph fuse_quantized_products(Graph g) {
     std::optional<Node> f;
     if (n.domain.empty() && n.op_type == "Conv") f = fused_conv(g, u, n);
     if (n.domain.empty() && n.op_type == "MatMul") f = fused_matmul(g, u, n);
+    if (n.domain.empty() && n.op_type == "Gemm") f = fused_gemm(g, u, n);
     if (!f) {
       out.push_back(n);
       continue;

@@ -5,6 +5,7 @@
 // quantizes its result is the integer operator ONNX defines for exactly that:
 //   Q(Conv(DQ(x), DQ(w), DQ(b_int32)))  ->  QLinearConv(x, w, b_int32)
 //   Q(MatMul(DQ(a), DQ(b)))             ->  QLinearMatMul(a, b)
+//   Q(Gemm(DQ(a), DQ(b), DQ(c_int32)))  ->  QLinearMatMul(a, b, c_int32)  (kiln's bias input)
 // with the scales and zero points moved over. This is what ONNX Runtime runs for the same
 // model, so results agree with it (int32 accumulation, one requantization) instead of
 // differing by rounding in a float product. Products that do not match stay float; the

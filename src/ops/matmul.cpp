@@ -17,7 +17,7 @@ using Summand = std::function<Expr(Expr a, Expr b, Expr m, Expr n)>;
 // numpy.matmul: a 1-D first operand is a row vector, a 1-D second operand a column vector
 // (their unit dimension is dropped from the result); leading batch dimensions broadcast.
 Tensor batched_matmul(const OpContext& ctx, const Tensor& a, const Tensor& b, const Summand& summand,
-                      const std::string& name) {
+                      const std::string& name, const Tensor* column_init = nullptr) {
   if (a.ndim() == 0 || b.ndim() == 0) ctx.error("MatMul operands must have rank >= 1");
   bool a_vec = a.ndim() == 1, b_vec = b.ndim() == 1;
   int64_t k_extent = a.dim(-1);
@@ -48,7 +48,10 @@ Tensor batched_matmul(const OpContext& ctx, const Tensor& a, const Tensor& b, co
     ai.push_back(k.var);
     bi.push_back(k.var);
     if (!b_vec) bi.push_back(n);
-    return tir::sum(summand(a(ai), b(bi), m, n), {k});
+    Expr term = summand(a(ai), b(bi), m, n);
+    // A column's initial value (a bias) starts the sum, so it stays one reduction.
+    Expr init = column_init ? (*column_init)(n) : tir::make_const(term.dtype(), 0);
+    return tir::reduce(tir::ReduceOp::Sum, term, {k}, init);
   }, name);
 }
 
@@ -79,12 +82,20 @@ std::vector<Tensor> matmul_integer(OpContext& ctx) {
   return {batched_matmul(ctx, ctx.input(0), ctx.input(1), zero_point_product(ctx, 2, 3), ctx.out_name())};
 }
 
-// QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp): integer product rescaled
-// by a_scale * b_scale / y_scale and requantized to y_zp's type.
+// QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp [, bias]): integer product
+// rescaled by a_scale * b_scale / y_scale and requantized to y_zp's type. The int32 bias per
+// column (scale a_scale * b_scale) is kiln's own input, which graph/qdq.cpp gives the
+// quantized Gemm it fuses; ONNX models cannot pass it (the checker refuses a 9th input).
 std::vector<Tensor> qlinear_matmul(OpContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(3);
-  Tensor acc = batched_matmul(ctx, a, b, zero_point_product(ctx, 2, 5), ctx.out_name() + "_acc");
+  Summand product = zero_point_product(ctx, 2, 5);
+  if (ctx.has_input(8)) {
+    const Tensor& bias = ctx.input(8);
+    if (bias.ndim() != 1 || bias.dtype() != DType::I32 || bias.dim(0) != b.dim(-1))
+      ctx.error("bias must be i32[", b.dim(-1), "], got ", dtype_name(bias.dtype()), shape_str(bias.shape()));
+  }
+  Tensor acc = batched_matmul(ctx, a, b, product, ctx.out_name() + "_acc", ctx.has_input(8) ? &ctx.input(8) : nullptr);
   const Tensor& y_zp = ctx.input(7);
   int rows = acc.ndim() - (b.ndim() == 1 ? 1 : 2), last = acc.ndim() - 1;
   return {tir::compute(acc.shape(), [&](const std::vector<Var>& i) {

@@ -1,7 +1,7 @@
 """Quantized models in QDQ form, as onnxruntime.quantization writes them (static, per-channel
 int8 weights, uint8 activations, reduce_range as ONNX Runtime advises for CPUs without VNNI),
 against ONNX Runtime running the same model: kiln must compile the quantized products to
-integer kernels (QLinearConv / QLinearMatMul, src/graph/qdq.cpp) and every quantized value
+integer kernels (QLinearConv / QLinearMatMul, src/graph/qdq.cpp; Gemm too) and every quantized value
 must agree with ONNX Runtime's within one quantization step, almost all exactly.
 Usage: qdq_int8.py KILN WORK_DIR"""
 import os
@@ -50,6 +50,16 @@ def attention():
         helper.make_node("MatMul", ["q", "xt"], ["scores"]),
     ]
     return nodes, [const("wq", 24, 24)], [2, 16, 24], [2, 16, 16]
+
+
+def gemms():
+    """Gemm with transB and a bias (BERT's projections after ONNX Runtime's pre-processing)."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["y"]),
+    ]
+    return nodes, [const("w1", 16, 24), const("b1", 16), const("w2", 16, 12), const("b2", 12)], [8, 24], [8, 12]
 
 
 class Reader(CalibrationDataReader):
@@ -112,6 +122,7 @@ def check(name, build, fused_ops):
 
 
 results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
-           check("attention", attention, {"QLinearMatMul": 2})]
+           check("attention", attention, {"QLinearMatMul": 2}),
+           check("gemms", gemms, {"QLinearMatMul": 2})]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)
