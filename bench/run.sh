@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# kiln benchmarks: whole models against ONNX Runtime, fp32 GEMM/conv kernels against oneDNN and OpenBLAS.
+# kiln benchmarks: whole models against ONNX Runtime, fp32 GEMM/conv kernels against oneDNN and OpenBLAS,
+# then bf16 / int8 (bench/lowp.py: models against ONNX Runtime, int8 GEMM against oneDNN).
 #   bench/run.sh           full run (~15-25 min on 2 cores); writes docs/performance.md and prints it
 #   bench/run.sh --quick   a few minutes: mobilenet_v2 + resnet50_v1 at 1 thread, GEMM 256/512, one conv layer;
 #                          writes build/bench-results/performance-quick.md
@@ -56,6 +57,11 @@ if ((${#todo[@]})); then
   (IFS=,; "$PY" "$SHARED/models/make_models.py" --out "$MODELS" --only "${todo[*]}" >&2)
 fi
 
-log "measuring (progress on stderr, report on stdout)"
-exec "$PY" bench/bench.py --kiln "$BUILD/kiln" --anchors "$ANCHORS" --fma-peak "$BUILD/fma_peak" \
+log "measuring fp32 (progress on stderr, report on stdout)"
+"$PY" bench/bench.py --kiln "$BUILD/kiln" --anchors "$ANCHORS" --fma-peak "$BUILD/fma_peak" \
   --models "$MODELS" --work "$BUILD/bench-kernels" "$@"
+log "measuring bf16 and int8"
+lowp_args=()
+((QUICK)) && lowp_args=(--quick --out "$BUILD/bench-results/performance-lowp-quick.md")
+exec "$PY" bench/lowp.py --kiln "$BUILD/kiln" --anchors "$ANCHORS" --models "$MODELS" \
+  --work "$BUILD/bench-kernels" "${lowp_args[@]}"

@@ -4,10 +4,12 @@ namespace kiln::tir {
 
 namespace {
 
-int64_t float_ops(const Expr& e) {
+// Arithmetic on data: float operations, and the i32 operations of quantized products (index
+// arithmetic is i64, so it does not count).
+int64_t data_ops(const Expr& e) {
   int64_t n = 0;
   visit(e, [&](const Expr& x) {
-    if (x.kind() != ExprKind::Binary || !dtype_is_float(x.dtype())) return;
+    if (x.kind() != ExprKind::Binary || !(dtype_is_float(x.dtype()) || x.dtype() == DType::I32)) return;
     switch (x.as<BinaryNode>()->op) {
       case BinOp::Add: case BinOp::Sub: case BinOp::Mul: case BinOp::Div: case BinOp::Min: case BinOp::Max: ++n; break;
       default: break;
@@ -48,7 +50,7 @@ int64_t estimate_work(const Stmt& s) {
 
 KernelCost estimate_cost(const PrimFunc& f) {
   KernelCost c;
-  c.flops = sum_over_stores(f.body, [](const StoreNode* st) { return float_ops(st->value); });
+  c.flops = sum_over_stores(f.body, [](const StoreNode* st) { return data_ops(st->value); });
   for (auto& b : f.params) c.bytes += shape_numel(b->shape) * dtype_bytes(b->dtype);
   return c;
 }

@@ -5,7 +5,7 @@
 namespace kiln::tir {
 
 struct KernelCost {
-  int64_t flops = 0;  // floating-point adds, subtracts, multiplies, divides, mins and maxes
+  int64_t flops = 0;  // float adds, subtracts, multiplies, divides, mins, maxes; i32 ones of quantized kernels
   int64_t bytes = 0;  // sizes of the parameters: the traffic the kernel cannot avoid
 };
 
