@@ -88,50 +88,66 @@ bool integer_bias(const Graph& g, const Node* dq, const HostTensor* x_scale, con
 
 const HostTensor* value_of(const Graph& g, const Node* dq, int input) { return constant(g, dq->inputs[input]); }
 
-// QLinearConv for Q(Conv(DQ(x), DQ(w) [, DQ(b)])), or nothing.
-std::optional<Node> fused_conv(const Graph& g, const Uses& u, const Node& n) {
+// The dequantized operands and the quantizer of a product Q(op(DQ(a), DQ(b), ...)), with a
+// and the result quantized per tensor to 8 bits (b's scales are checked by each operator).
+struct QuantizedProduct {
+  const Node* a;
+  const Node* b;
+  const Node* q;
+};
+
+std::optional<QuantizedProduct> quantized_product(const Graph& g, const Uses& u, const Node& n) {
   if (n.inputs.size() < 2) return std::nullopt;
-  const Node* dx = u.made_by(n.inputs[0], "DequantizeLinear");
-  const Node* dw = u.made_by(n.inputs[1], "DequantizeLinear");
-  const Node* q = u.only_quantizer(n.outputs[0]);
-  if (!dx || !dw || !q || !quantized_operand(g, dx)) return std::nullopt;
-  const HostTensor* w = constant(g, dw->inputs[0]);
-  if (!is_8bit(w) || !quantized_operand(g, dw, int64_t(w->shape.size()), 0)) return std::nullopt;
-  if (!per_tensor(constant(g, q->inputs[1])) || !is_8bit(constant(g, q->inputs[2]))) return std::nullopt;
-  std::string bias;
-  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
-    const Node* db = u.made_by(n.inputs[2], "DequantizeLinear");
-    if (!integer_bias(g, db, value_of(g, dx, 1), value_of(g, dw, 1))) return std::nullopt;
-    bias = db->inputs[0];
-  }
+  QuantizedProduct p{u.made_by(n.inputs[0], "DequantizeLinear"), u.made_by(n.inputs[1], "DequantizeLinear"),
+                     u.only_quantizer(n.outputs[0])};
+  if (!p.a || !p.b || !p.q || !quantized_operand(g, p.a)) return std::nullopt;
+  if (!per_tensor(constant(g, p.q->inputs[1])) || !is_8bit(constant(g, p.q->inputs[2]))) return std::nullopt;
+  return p;
+}
+
+// `n` as the integer operator `op` (QLinearConv / QLinearMatMul input order), reading b from
+// `b_value` and, when given, an int32 `bias`; it writes the quantizer's output.
+Node integer_node(const Node& n, const char* op, const QuantizedProduct& p, const std::string& b_value,
+                  const std::string& bias) {
   Node f = n;
-  f.op_type = "QLinearConv";
-  f.inputs = {dx->inputs[0], dx->inputs[1], dx->inputs[2], dw->inputs[0], dw->inputs[1], dw->inputs[2],
-              q->inputs[1], q->inputs[2]};
+  f.op_type = op;
+  f.inputs = {p.a->inputs[0], p.a->inputs[1], p.a->inputs[2], b_value, p.b->inputs[1], p.b->inputs[2],
+              p.q->inputs[1], p.q->inputs[2]};
   if (!bias.empty()) f.inputs.push_back(bias);
-  f.outputs = {q->outputs[0]};
+  f.outputs = {p.q->outputs[0]};
   return f;
 }
 
-// QLinearMatMul for Q(MatMul(DQ(a), DQ(b))): a per tensor, b per tensor or per column.
+// The int32 bias input `i` of n, when it is DQ(b_int32) with scale a_scale * b_scale: its
+// quantized value's name; "" when n has none; nullopt when it does not match.
+std::optional<std::string> bias_of(const Graph& g, const Uses& u, const Node& n, size_t i, const QuantizedProduct& p) {
+  if (n.inputs.size() <= i || n.inputs[i].empty()) return std::string();
+  const Node* db = u.made_by(n.inputs[i], "DequantizeLinear");
+  if (!integer_bias(g, db, value_of(g, p.a, 1), value_of(g, p.b, 1))) return std::nullopt;
+  return db->inputs[0];
+}
+
+// QLinearConv for Q(Conv(DQ(x), DQ(w) [, DQ(b)])) with constant weights per output channel.
+std::optional<Node> fused_conv(const Graph& g, const Uses& u, const Node& n) {
+  auto p = quantized_product(g, u, n);
+  if (!p) return std::nullopt;
+  const HostTensor* w = constant(g, p->b->inputs[0]);
+  if (!is_8bit(w) || !quantized_operand(g, p->b, int64_t(w->shape.size()), 0)) return std::nullopt;
+  auto bias = bias_of(g, u, n, 2, *p);
+  if (!bias) return std::nullopt;
+  return integer_node(n, "QLinearConv", *p, p->b->inputs[0], *bias);
+}
+
+// QLinearMatMul for Q(MatMul(DQ(a), DQ(b))): b per tensor or, when constant, per column.
 std::optional<Node> fused_matmul(const Graph& g, const Uses& u, const Node& n) {
-  if (n.inputs.size() != 2) return std::nullopt;
-  const Node* da = u.made_by(n.inputs[0], "DequantizeLinear");
-  const Node* db = u.made_by(n.inputs[1], "DequantizeLinear");
-  const Node* q = u.only_quantizer(n.outputs[0]);
-  if (!da || !db || !q || !quantized_operand(g, da)) return std::nullopt;
-  if (!per_tensor(constant(g, q->inputs[1])) || !is_8bit(constant(g, q->inputs[2]))) return std::nullopt;
-  const HostTensor* b = constant(g, db->inputs[0]);
-  // Per-column scales need b's rank, known here only for a constant b.
-  if (!quantized_operand(g, db, b ? int64_t(b->shape.size()) : 0, b ? int64_t(b->shape.size()) - 1 : -1))
-    return std::nullopt;
-  if (b && b->shape.size() > 2 && !per_tensor(value_of(g, db, 1))) return std::nullopt;
-  Node f = n;
-  f.op_type = "QLinearMatMul";
-  f.inputs = {da->inputs[0], da->inputs[1], da->inputs[2], db->inputs[0], db->inputs[1], db->inputs[2],
-              q->inputs[1], q->inputs[2]};
-  f.outputs = {q->outputs[0]};
-  return f;
+  auto p = quantized_product(g, u, n);
+  if (!p) return std::nullopt;
+  const HostTensor* b = constant(g, p->b->inputs[0]);
+  int64_t rank = b ? int64_t(b->shape.size()) : 0;
+  // Per-column scales need b's rank, known here only for a constant b, and QLinearMatMul
+  // takes them only for a 2-D b.
+  if (!quantized_operand(g, p->b, rank, rank == 2 ? 1 : -1)) return std::nullopt;
+  return integer_node(n, "QLinearMatMul", *p, p->b->inputs[0], "");
 }
 
 float attr_float(const Node& n, const char* name, float def) {
@@ -143,25 +159,16 @@ float attr_float(const Node& n, const char* name, float def) {
 // Q(Gemm(DQ(a), DQ(b), DQ(c_int32))) with alpha = beta = 1 and a constant b (transposed here
 // when transB is set, so that its columns are the outputs).
 std::optional<Node> fused_gemm(Graph& g, const Uses& u, const Node& n) {
-  if (n.inputs.size() < 2 || attr_float(n, "alpha", 1) != 1 || attr_float(n, "beta", 1) != 1 ||
-      attr_float(n, "transA", 0) != 0)
+  if (attr_float(n, "alpha", 1) != 1 || attr_float(n, "beta", 1) != 1 || attr_float(n, "transA", 0) != 0)
     return std::nullopt;
   bool trans_b = attr_float(n, "transB", 0) != 0;
-  const Node* da = u.made_by(n.inputs[0], "DequantizeLinear");
-  const Node* db = u.made_by(n.inputs[1], "DequantizeLinear");
-  const Node* q = u.only_quantizer(n.outputs[0]);
-  if (!da || !db || !q || !quantized_operand(g, da)) return std::nullopt;
-  if (!per_tensor(constant(g, q->inputs[1])) || !is_8bit(constant(g, q->inputs[2]))) return std::nullopt;
-  const HostTensor* b = constant(g, db->inputs[0]);
-  if (!is_8bit(b) || b->shape.size() != 2 || !quantized_operand(g, db, 2, trans_b ? 0 : 1)) return std::nullopt;
-  std::string bias;
-  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
-    const Node* dc = u.made_by(n.inputs[2], "DequantizeLinear");
-    if (!integer_bias(g, dc, value_of(g, da, 1), value_of(g, db, 1))) return std::nullopt;
-    bias = dc->inputs[0];
-    if (constant(g, bias)->numel() != b->shape[trans_b ? 0 : 1]) return std::nullopt;
-  }
-  std::string b_name = db->inputs[0];
+  auto p = quantized_product(g, u, n);
+  if (!p) return std::nullopt;
+  const HostTensor* b = constant(g, p->b->inputs[0]);
+  if (!is_8bit(b) || b->shape.size() != 2 || !quantized_operand(g, p->b, 2, trans_b ? 0 : 1)) return std::nullopt;
+  auto bias = bias_of(g, u, n, 2, *p);
+  if (!bias || (!bias->empty() && constant(g, *bias)->numel() != b->shape[trans_b ? 0 : 1])) return std::nullopt;
+  std::string b_name = p->b->inputs[0];
   if (trans_b) {
     int64_t rows = b->shape[0], cols = b->shape[1];
     auto t = std::make_shared<HostTensor>(b->dtype, Shape{cols, rows});
@@ -172,13 +179,8 @@ std::optional<Node> fused_gemm(Graph& g, const Uses& u, const Node& n) {
     b_name += "_transposed";
     g.values[b_name] = Value{{b->dtype, t->shape}, true, t};
   }
-  Node f = n;
-  f.op_type = "QLinearMatMul";
+  Node f = integer_node(n, "QLinearMatMul", *p, b_name, *bias);
   f.attrs.clear();
-  f.inputs = {da->inputs[0], da->inputs[1], da->inputs[2], b_name, db->inputs[1], db->inputs[2],
-              q->inputs[1], q->inputs[2]};
-  if (!bias.empty()) f.inputs.push_back(bias);
-  f.outputs = {q->outputs[0]};
   return f;
 }
 
