@@ -31,8 +31,7 @@ void init_llvm() {
   });
 }
 
-llvm::orc::JITTargetMachineBuilder host_jtmb(int opt_level) {
-  const Target& t = Target::host();
+llvm::orc::JITTargetMachineBuilder target_jtmb(const Target& t, int opt_level) {
   llvm::orc::JITTargetMachineBuilder jtmb{llvm::Triple(t.triple)};
   jtmb.setCPU(t.cpu);
   jtmb.addFeatures(std::vector<std::string>{t.features});
@@ -40,14 +39,13 @@ llvm::orc::JITTargetMachineBuilder host_jtmb(int opt_level) {
   return jtmb;
 }
 
-std::unique_ptr<llvm::TargetMachine> host_tm(int opt_level) {
-  auto tm = host_jtmb(opt_level).createTargetMachine();
+std::unique_ptr<llvm::TargetMachine> target_tm(const Target& t, int opt_level) {
+  auto tm = target_jtmb(t, opt_level).createTargetMachine();
   if (!tm) fail("LLVM: cannot create a target machine: ", llvm::toString(tm.takeError()));
   return std::move(*tm);
 }
 
-void optimize(llvm::Module& m, llvm::TargetMachine& tm, int opt_level) {
-  const Target& t = Target::host();
+void optimize(llvm::Module& m, llvm::TargetMachine& tm, const Target& t, int opt_level) {
   for (auto& f : m) {
     if (f.isDeclaration()) continue;
     f.addFnAttr("target-cpu", t.cpu);
@@ -82,11 +80,13 @@ std::unique_ptr<JitLibrary> JitLibrary::compile(const std::vector<tir::PrimFunc>
                                                 const CodegenOptions& opts) {
   init_llvm();
   auto ctx = std::make_unique<llvm::LLVMContext>();
-  auto mod = emit_module(*ctx, "kiln", funcs);
-  auto tm = host_tm(opts.opt_level);
-  optimize(*mod, *tm, opts.opt_level);
+  const Target& host = Target::host();
+  if (opts.target && opts.target != &host) fail("the JIT compiles for this machine only (", host.describe(), ")");
+  auto mod = emit_module(*ctx, "kiln", funcs, host);
+  auto tm = target_tm(host, opts.opt_level);
+  optimize(*mod, *tm, host, opts.opt_level);
 
-  auto jit = llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(host_jtmb(opts.opt_level)).create();
+  auto jit = llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(target_jtmb(host, opts.opt_level)).create();
   if (!jit) fail("LLVM: cannot create the JIT: ", llvm::toString(jit.takeError()));
   auto& dl = (*jit)->getDataLayout();
   auto gen = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(dl.getGlobalPrefix());
@@ -116,9 +116,10 @@ KernelFn JitLibrary::lookup(const std::string& name) const {
 std::string emit_string(const std::vector<tir::PrimFunc>& funcs, FileKind kind, const CodegenOptions& opts) {
   init_llvm();
   llvm::LLVMContext ctx;
-  auto mod = emit_module(ctx, "kiln", funcs);
-  auto tm = host_tm(opts.opt_level);
-  optimize(*mod, *tm, opts.opt_level);
+  const Target& t = opts.target ? *opts.target : Target::host();
+  auto mod = emit_module(ctx, "kiln", funcs, t);
+  auto tm = target_tm(t, opts.opt_level);
+  optimize(*mod, *tm, t, opts.opt_level);
   std::string out;
   llvm::raw_string_ostream os(out);
   if (kind == FileKind::LLVMIR) {

@@ -11,8 +11,13 @@ namespace kiln::codegen {
 
 using KernelFn = void (*)(void**);
 
+struct Target;
+
 struct CodegenOptions {
   int opt_level = 2;
+  // The machine to generate code for; null: this one. Only files (emit_*) may target another
+  // machine: the JIT runs what it compiles here.
+  const Target* target = nullptr;
   // Runtime functions generated code may call (e.g. kiln_parallel_for), by symbol name.
   std::vector<std::pair<std::string, void*>> runtime_symbols;
 };
@@ -31,7 +36,7 @@ class JitLibrary {
 };
 
 enum class FileKind { Object, Assembly, LLVMIR };
-// Writes the functions as a file for the host target (ahead-of-time path).
+// Writes the functions as a file for opts.target (ahead-of-time path).
 void emit_file(const std::vector<tir::PrimFunc>& funcs, FileKind kind, const std::string& path,
                const CodegenOptions& opts = {});
 std::string emit_string(const std::vector<tir::PrimFunc>& funcs, FileKind kind,

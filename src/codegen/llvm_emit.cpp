@@ -1,9 +1,11 @@
 #include "codegen/llvm_emit.h"
 #include "codegen/vector_math.h"
 #include "tir/affine.h"
+#include "tir/tile.h"
 
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
@@ -24,7 +26,7 @@ constexpr int64_t kMaxStackBytes = 64 * 1024;
 
 class Emitter {
  public:
-  Emitter(llvm::Module& m) : mod_(m), ctx_(m.getContext()), b_(ctx_) {
+  Emitter(llvm::Module& m, const Target& target) : mod_(m), ctx_(m.getContext()), b_(ctx_), target_(target) {
     // Multiply-adds may fuse into FMA instructions (one rounding instead of two).
     llvm::FastMathFlags fmf;
     fmf.setAllowContract(true);
@@ -62,6 +64,7 @@ class Emitter {
   llvm::Module& mod_;
   llvm::LLVMContext& ctx_;
   llvm::IRBuilder<> b_;
+  const Target& target_;  // which tile products become AMX instructions
   llvm::Function* fn_ = nullptr;
   llvm::BasicBlock* entry_ = nullptr;
   std::unordered_map<const BufferNode*, llvm::Value*> bufs_;
@@ -545,7 +548,62 @@ class Emitter {
         break;
       }
       case StmtKind::Allocate: emit_allocate(as<AllocateNode>(s)); break;
+      case StmtKind::TileMatmul:
+        if (has_amx_for(as<TileMatmulNode>(s)->a.buffer->dtype)) emit_amx_tile(as<TileMatmulNode>(s));
+        else emit_tile_loops(as<TileMatmulNode>(s));
+        break;
     }
+  }
+
+  // ---- tile products -------------------------------------------------------------------
+  bool has_amx_for(DType a) const { return a == DType::BF16 ? target_.has_amx_bf16 : target_.has_amx_int8; }
+
+  // AMX: C loaded (or zeroed) into a tile register, one A and one B tile load and one
+  // tdpbf16ps / tdpbusd / tdpbssd per 64 bytes of A's rows, C stored back. The K steps are
+  // emitted in sequence (no loop carries a tile value); LLVM's tile-configuration passes
+  // emit the ldtilecfg for the shapes used.
+  void emit_amx_tile(const TileMatmulNode* n) {
+    DType at = n->a.buffer->dtype;
+    int64_t esize = dtype_bytes(at), step = kTileRowBytes / esize, group = vnni_group(at);
+    auto i16 = [&](int64_t v) { return b_.getInt16(uint16_t(v)); };
+    auto call = [&](llvm::Intrinsic::ID id, std::vector<llvm::Value*> args) {
+      return b_.CreateCall(llvm::Intrinsic::getDeclaration(&mod_, id), args);
+    };
+    auto address = [&](const TileOperand& o, int64_t elements) {
+      llvm::Value* at_elem = b_.CreateAdd(expr(o.offset), b_.getInt64(elements));
+      return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), at_elem);
+    };
+    auto stride = [&](const TileOperand& o) { return b_.getInt64(o.row_stride * dtype_bytes(o.buffer->dtype)); };
+    llvm::Value* rows = i16(n->rows);
+    llvm::Value* c_bytes = i16(n->cols * 4);
+    llvm::Value* k_bytes = i16(kTileRowBytes);
+    llvm::Value* c = n->accumulate
+                         ? call(llvm::Intrinsic::x86_tileloadd64_internal, {rows, c_bytes, address(n->c, 0), stride(n->c)})
+                         : call(llvm::Intrinsic::x86_tilezero_internal, {rows, c_bytes});
+    llvm::Intrinsic::ID dot = at == DType::BF16 ? llvm::Intrinsic::x86_tdpbf16ps_internal
+                              : at == DType::U8 ? llvm::Intrinsic::x86_tdpbusd_internal
+                                                : llvm::Intrinsic::x86_tdpbssd_internal;
+    for (int64_t s = 0; s < n->depth / step; ++s) {
+      llvm::Value* a = call(llvm::Intrinsic::x86_tileloadd64_internal,
+                            {rows, k_bytes, address(n->a, s * step), stride(n->a)});
+      llvm::Value* b = call(llvm::Intrinsic::x86_tileloadd64_internal,
+                            {i16(step / group), c_bytes, address(n->b, s * (step / group) * n->b.row_stride), stride(n->b)});
+      c = call(dot, {rows, c_bytes, k_bytes, c, a, b});
+    }
+    call(llvm::Intrinsic::x86_tilestored64_internal, {rows, c_bytes, address(n->c, 0), stride(n->c), c});
+  }
+
+  // Without AMX: the product's defining loops (tir/tile.h) over flat views of its buffers.
+  void emit_tile_loops(const TileMatmulNode* n) {
+    std::vector<Buffer> views;
+    auto flat = [&](const Buffer& b) {
+      views.push_back(make_buffer(b->name + "_flat", b->dtype, {shape_numel(b->shape)}));
+      bufs_[views.back().get()] = bufs_.at(b.get());
+      return views.back();
+    };
+    Buffer c = flat(n->c.buffer), a = flat(n->a.buffer), b = flat(n->b.buffer);
+    emit(tile_matmul_loops(*n, c, a, b));
+    for (auto& v : views) bufs_.erase(v.get());
   }
 
   void emit_for(const ForNode* n) {
@@ -689,9 +747,9 @@ class Emitter {
 }  // namespace
 
 std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const std::string& module_name,
-                                          const std::vector<PrimFunc>& funcs) {
+                                          const std::vector<PrimFunc>& funcs, const Target& target) {
   auto m = std::make_unique<llvm::Module>(module_name, ctx);
-  Emitter em(*m);
+  Emitter em(*m, target);
   for (auto& f : funcs) em.emit(f);
   return m;
 }

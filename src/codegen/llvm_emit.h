@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "codegen/target.h"
 #include "tir/stmt.h"
 
 namespace llvm {
@@ -13,7 +14,9 @@ class Module;
 
 namespace kiln::codegen {
 
+// Tile products (tir::TileMatmulNode) become AMX instructions where `target` has them for
+// their types, plain loops otherwise.
 std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const std::string& module_name,
-                                          const std::vector<tir::PrimFunc>& funcs);
+                                          const std::vector<tir::PrimFunc>& funcs, const Target& target);
 
 }  // namespace kiln::codegen

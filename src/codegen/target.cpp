@@ -5,7 +5,28 @@
 
 #include <sstream>
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace kiln::codegen {
+
+namespace {
+
+// Linux keeps the AMX tile state off until a process asks for it; without it the first tile
+// instruction faults. Asked once per process.
+bool amx_permitted() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023;  // arch_prctl code (asm/prctl.h)
+  constexpr long kXfeatureXtiledata = 18;     // the tile data state component
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
 
 const Target& Target::host() {
   static const Target t = [] {
@@ -20,13 +41,33 @@ const Target& Target::host() {
       fs += (kv.second ? "+" : "-");
       fs += kv.first().str();
     }
-    h.features = fs;
     auto on = [&](const char* f) { auto it = feats.find(f); return it != feats.end() && it->second; };
     h.has_avx512 = on("avx512f");
-    h.has_amx_bf16 = on("amx-bf16") && on("amx-tile");
-    h.has_amx_int8 = on("amx-int8") && on("amx-tile");
+    bool tiles = on("amx-tile") && amx_permitted();
+    h.has_amx_bf16 = on("amx-bf16") && tiles;
+    h.has_amx_int8 = on("amx-int8") && tiles;
+    if (on("amx-tile") && !tiles)  // refused: generate no tile instructions at all
+      for (const char* f : {"amx-tile", "amx-bf16", "amx-int8"}) {
+        std::string plus = std::string("+") + f;
+        for (size_t at; (at = fs.find(plus)) != std::string::npos;) fs[at] = '-';
+      }
+    h.features = fs;
     h.vector_bits = h.has_avx512 ? 512 : on("avx2") ? 256 : 128;
     return h;
+  }();
+  return t;
+}
+
+const Target& Target::sapphire_rapids() {
+  static const Target t = [] {
+    Target s;
+    s.triple = "x86_64-unknown-linux-gnu";
+    s.cpu = "sapphirerapids";
+    s.features = "+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512cd,+avx512bf16,+avx512vnni,+avx512fp16,"
+                 "+amx-tile,+amx-bf16,+amx-int8,+avx2,+fma,+f16c,+bmi,+bmi2,+popcnt";
+    s.has_avx512 = s.has_amx_bf16 = s.has_amx_int8 = true;
+    s.vector_bits = 512;
+    return s;
   }();
   return t;
 }

@@ -14,7 +14,13 @@ struct Target {
   bool has_amx_int8 = false;
   int vector_bits = 128;
 
+  // This machine, features read from CPUID. AMX counts only when the OS grants the tile
+  // state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once here); otherwise kiln falls back to
+  // vector code as on a CPU without AMX.
   static const Target& host();
+  // An Intel Sapphire Rapids core (AVX-512, AVX512-BF16/VNNI, AMX-BF16/INT8): for generating
+  // files for such a machine from any other (tests check its assembly for tile instructions).
+  static const Target& sapphire_rapids();
   std::string describe() const;
 };
 

@@ -9,11 +9,13 @@ struct KernelCost {
   int64_t bytes = 0;  // sizes of the parameters: the traffic the kernel cannot avoid
 };
 
-// Sum of `per_store` over every store `s` executes: loops multiply by their (constant)
-// extents, sequences add, an if counts its larger branch.
-int64_t sum_over_stores(const Stmt& s, const std::function<int64_t(const StoreNode*)>& per_store);
+// Sum of `per_store` over every store `s` executes (and of `per_tile` over its tile products):
+// loops multiply by their (constant) extents, sequences add, an if counts its larger branch.
+int64_t sum_over_stores(const Stmt& s, const std::function<int64_t(const StoreNode*)>& per_store,
+                        const std::function<int64_t(const TileMatmulNode*)>& per_tile = nullptr);
 
-// Innermost statements executed by `s` (stores, weighted by trip counts).
+// Innermost statements executed by `s` (stores, weighted by trip counts; a tile product counts
+// its multiply-adds).
 int64_t estimate_work(const Stmt& s);
 
 // Counts the float operations of every stored value times the trip counts of the loops

@@ -90,6 +90,14 @@ struct Matcher {
         auto x = as<AllocateNode>(a), y = as<AllocateNode>(b);
         return bind(x->buffer, y->buffer) && stmt(x->body, y->body);
       }
+      case StmtKind::TileMatmul: {
+        auto x = as<TileMatmulNode>(a), y = as<TileMatmulNode>(b);
+        auto same = [&](const TileOperand& p, const TileOperand& q) {
+          return buffer(p.buffer, q.buffer) && expr(p.offset, q.offset) && p.row_stride == q.row_stride;
+        };
+        return x->rows == y->rows && x->cols == y->cols && x->depth == y->depth && x->accumulate == y->accumulate &&
+               same(x->c, y->c) && same(x->a, y->a) && same(x->b, y->b);
+      }
     }
     return false;
   }
@@ -106,7 +114,7 @@ int64_t count(const Stmt& s) {
     }
     case StmtKind::IfThenElse: return 1 + count(as<IfThenElseNode>(s)->then_case) + count(as<IfThenElseNode>(s)->else_case);
     case StmtKind::Allocate: return 1 + count(as<AllocateNode>(s)->body);
-    case StmtKind::Store: return 1;
+    case StmtKind::Store: case StmtKind::TileMatmul: return 1;
   }
   return 0;
 }

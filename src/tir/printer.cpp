@@ -141,6 +141,15 @@ static void print(std::ostream& os, const Stmt& s, int ind) {
       print(os, n->body, ind);
       break;
     }
+    case StmtKind::TileMatmul: {
+      auto n = as<TileMatmulNode>(s);
+      auto operand = [](const TileOperand& o) {
+        return o.buffer->name + "@" + to_string(o.offset) + "/" + std::to_string(o.row_stride);
+      };
+      os << pad << "tile_matmul " << n->rows << "x" << n->cols << "x" << n->depth << " " << operand(n->c)
+         << (n->accumulate ? " += " : " = ") << operand(n->a) << " * vnni " << operand(n->b) << "\n";
+      break;
+    }
   }
 }
 

@@ -131,7 +131,7 @@ struct Applier {
         auto n = as<AllocateNode>(s);
         return make_allocate(n->buffer, each(n->body, names, in_parallel, f));
       }
-      case StmtKind::Store: return s;
+      case StmtKind::Store: case StmtKind::TileMatmul: return s;
     }
     return s;
   }

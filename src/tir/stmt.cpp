@@ -149,6 +149,16 @@ Stmt rewrite(const Stmt& s, const std::function<Expr(const Expr&)>& ef,
       if (b != n->body) out = make_allocate(n->buffer, b);
       break;
     }
+    case StmtKind::TileMatmul: {
+      auto n = as<TileMatmulNode>(s);
+      TileOperand c = n->c, a = n->a, b = n->b;
+      c.offset = re(c.offset);
+      a.offset = re(a.offset);
+      b.offset = re(b.offset);
+      if (!c.offset.same_as(n->c.offset) || !a.offset.same_as(n->a.offset) || !b.offset.same_as(n->b.offset))
+        out = std::make_shared<TileMatmulNode>(c, a, b, n->rows, n->cols, n->depth, n->accumulate);
+      break;
+    }
   }
   return sf ? sf(out) : out;
 }
@@ -205,7 +215,7 @@ void visit(const Stmt& s, const std::function<void(const Stmt&)>& f) {
       visit(as<IfThenElseNode>(s)->else_case, f);
       break;
     case StmtKind::Allocate: visit(as<AllocateNode>(s)->body, f); break;
-    case StmtKind::Store: break;
+    case StmtKind::Store: case StmtKind::TileMatmul: break;
   }
 }
 
@@ -219,6 +229,13 @@ void buffer_accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::se
   rewrite(s, note_loads, [&](const Stmt& st) {
     if (st && st->kind == StmtKind::Store) stored->insert(as<StoreNode>(st)->buffer.get());
     if (st && st->kind == StmtKind::Allocate) stored->insert(as<AllocateNode>(st)->buffer.get());
+    if (st && st->kind == StmtKind::TileMatmul) {
+      auto n = as<TileMatmulNode>(st);
+      stored->insert(n->c.buffer.get());
+      if (n->accumulate) loaded->insert(n->c.buffer.get());
+      loaded->insert(n->a.buffer.get());
+      loaded->insert(n->b.buffer.get());
+    }
     return st;
   });
 }

@@ -9,7 +9,7 @@
 
 namespace kiln::tir {
 
-enum class StmtKind : uint8_t { For, Store, Seq, IfThenElse, Allocate };
+enum class StmtKind : uint8_t { For, Store, Seq, IfThenElse, Allocate, TileMatmul };
 
 // How a loop is to be executed. Schedules set these; codegen honours them. Serial loops may
 // still be unrolled by LLVM; Rolled ones stay loops (fully unrolling a short reduction loop
@@ -55,6 +55,29 @@ struct AllocateNode : StmtNode {
   Buffer buffer;
   Stmt body;
   AllocateNode(Buffer b, Stmt s) : StmtNode(StmtKind::Allocate), buffer(std::move(b)), body(std::move(s)) {}
+};
+
+// A matrix-tile product over a whole reduction, as one statement (Intel AMX's tensor
+// instructions are its target):
+//   C[i, j] (+)= sum_k widen(A[i, k]) * widen(B[k / g][j][k % g])   i < rows, j < cols, k < depth
+// A is row-major; B is packed in the VNNI layout, g = 4 / (A's element bytes) consecutive k in
+// each 32-bit lane (2 for bf16, 4 for int8); C is f32 for bf16 operands, i32 for 8-bit ones.
+// Each operand is addressed as a flat element offset of the tile's first element plus a row
+// stride in elements (B's rows are the k / g groups). On AMX targets codegen emits tile loads,
+// one tdpbf16ps / tdpbssd / tdpbusd per 64 bytes of A's row and a tile store; elsewhere the
+// same sum as plain loops (tir/tile.h builds these nodes and the packed layout).
+struct TileOperand {
+  Buffer buffer;
+  Expr offset;  // i64, in elements
+  int64_t row_stride = 0;
+};
+struct TileMatmulNode : StmtNode {
+  TileOperand c, a, b;
+  int64_t rows, cols, depth;
+  bool accumulate;  // start from C's value rather than 0
+  TileMatmulNode(TileOperand c_, TileOperand a_, TileOperand b_, int64_t r, int64_t n, int64_t k, bool acc)
+      : StmtNode(StmtKind::TileMatmul), c(std::move(c_)), a(std::move(a_)), b(std::move(b_)), rows(r), cols(n),
+        depth(k), accumulate(acc) {}
 };
 
 template <typename T> const T* as(const Stmt& s) { return static_cast<const T*>(s.get()); }

@@ -1,0 +1,36 @@
+// Matrix-tile products (TileMatmulNode, tir/stmt.h): the layout their B operand is packed
+// in, the plain loops that define them, and a matmul nest built from them.
+//
+// The tile sizes are Intel AMX's: a tile holds up to 16 rows of 64 bytes, so one product
+// covers up to 16 x 16 outputs (f32 / i32) and 64 bytes of each A row per instruction
+// (32 bf16 or 64 int8 values), with B's rows holding `group` consecutive k values per output
+// column (the VNNI layout).
+#pragma once
+#include "tir/stmt.h"
+
+namespace kiln::tir {
+
+inline constexpr int64_t kTileRows = 16;      // rows of a tile register
+inline constexpr int64_t kTileRowBytes = 64;  // bytes of a tile row
+
+// Consecutive k values B packs per 32-bit lane for A elements of type `t` (bf16: 2, int8: 4).
+int64_t vnni_group(DType t);
+// Element type a tile product accumulates in: f32 for bf16 operands, i32 for 8-bit ones.
+DType tile_accumulator(DType a);
+// Whether `a` x `b` is a product tiles compute (bf16 x bf16, u8/s8 x s8).
+bool tile_types_supported(DType a, DType b);
+
+// Index of element (k, n) of a K x N matrix in its VNNI packing [K / g][N][g] (K a multiple of g).
+Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group);
+
+// The tile product as plain loops over flat (1-D) views of its buffers: its definition, and
+// the code for targets without tile instructions.
+Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buffer& a_flat, const Buffer& b_flat);
+
+// C[M x N] (=, or += with `accumulate`) A[M x K] * B, B packed by vnni_index, all row-major
+// 1-D views, as one tile product per 16 x 16 block of C (smaller at the edges). K must be a
+// multiple of a tile row (32 bf16 / 64 int8 values). Returns null when the types or K do not fit.
+Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
+                  bool accumulate);
+
+}  // namespace kiln::tir

@@ -1,0 +1,123 @@
+// Tile products (tir/tile.h): the VNNI-packed matmul nest computes its definition (run here
+// through the plain-loop lowering, or through AMX on a machine that has it), and for an AMX
+// target the generated assembly is tile instructions. This machine's CPU need not have AMX.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "codegen/jit.h"
+#include "codegen/target.h"
+#include "kiln/tensor.h"
+#include "tir/tile.h"
+
+namespace {
+
+using namespace kiln;
+using namespace kiln::tir;
+
+// A kernel C[m x n] (+)= A[m x k] * B with B given row-major and packed here.
+struct TileCase {
+  int64_t m, n, k;
+  DType a_type, b_type;
+  bool accumulate;
+
+  PrimFunc func() const {
+    Buffer c = make_buffer("C", tile_accumulator(a_type), {m * n});
+    Buffer a = make_buffer("A", a_type, {m * k});
+    Buffer b = make_buffer("B", b_type, {k * n});
+    return PrimFunc{"tile_kernel", {c, a, b}, tiled_matmul(c, a, b, m, n, k, accumulate)};
+  }
+};
+
+// B [k x n] row-major -> the VNNI packing tiled_matmul reads.
+template <typename T>
+std::vector<T> pack_vnni(const std::vector<T>& b, int64_t k, int64_t n, int64_t group) {
+  std::vector<T> out(b.size());
+  for (int64_t kk = 0; kk < k; ++kk)
+    for (int64_t j = 0; j < n; ++j) out[(kk / group) * n * group + j * group + kk % group] = b[kk * n + j];
+  return out;
+}
+
+void run(const PrimFunc& f, void* c, void* a, void* b) {
+  auto lib = codegen::JitLibrary::compile({f});
+  void* args[] = {c, a, b};
+  lib->lookup(f.name)(args);
+}
+
+TEST(Tile, Bf16ProductMatchesItsDefinition) {
+  for (bool accumulate : {false, true}) {
+    TileCase tc{40, 40, 96, DType::BF16, DType::BF16, accumulate};  // 16 + 16 + 8 rows and columns, 3 k steps
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<uint16_t> a(tc.m * tc.k), b(tc.k * tc.n);
+    for (auto& v : a) v = f32_to_bf16(u(rng));
+    for (auto& v : b) v = f32_to_bf16(u(rng));
+    std::vector<float> c(tc.m * tc.n);
+    for (auto& v : c) v = u(rng);
+    std::vector<float> c0 = c;
+    std::vector<uint16_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::BF16));
+    run(tc.func(), c.data(), a.data(), packed.data());
+    for (int64_t i = 0; i < tc.m; ++i)
+      for (int64_t j = 0; j < tc.n; ++j) {
+        double want = accumulate ? c0[i * tc.n + j] : 0.0;
+        for (int64_t kk = 0; kk < tc.k; ++kk) want += double(bf16_to_f32(a[i * tc.k + kk])) * bf16_to_f32(b[kk * tc.n + j]);
+        ASSERT_NEAR(c[i * tc.n + j], want, 1e-4 * (1 + std::fabs(want))) << i << "," << j << " accumulate=" << accumulate;
+      }
+  }
+}
+
+TEST(Tile, Int8ProductsAreExact) {
+  for (DType a_type : {DType::U8, DType::I8}) {
+    TileCase tc{20, 24, 128, a_type, DType::I8, false};
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> ua(a_type == DType::U8 ? 0 : -128, a_type == DType::U8 ? 255 : 127), ub(-128, 127);
+    std::vector<uint8_t> a(tc.m * tc.k);
+    std::vector<int8_t> b(tc.k * tc.n);
+    for (auto& v : a) v = uint8_t(ua(rng));
+    for (auto& v : b) v = int8_t(ub(rng));
+    std::vector<int32_t> c(tc.m * tc.n, -1);
+    std::vector<int8_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::I8));
+    run(tc.func(), c.data(), a.data(), packed.data());
+    for (int64_t i = 0; i < tc.m; ++i)
+      for (int64_t j = 0; j < tc.n; ++j) {
+        int64_t want = 0;
+        for (int64_t kk = 0; kk < tc.k; ++kk) {
+          int64_t av = a_type == DType::U8 ? int64_t(a[i * tc.k + kk]) : int64_t(int8_t(a[i * tc.k + kk]));
+          want += av * b[kk * tc.n + j];
+        }
+        ASSERT_EQ(c[i * tc.n + j], want) << dtype_name(a_type) << " at " << i << "," << j;
+      }
+  }
+}
+
+TEST(Tile, KMustFillTileRows) {
+  EXPECT_EQ(TileCase({16, 16, 40, DType::BF16, DType::BF16, false}).func().body, nullptr);
+  EXPECT_EQ(TileCase({16, 16, 64, DType::U8, DType::U8, false}).func().body, nullptr);  // u8 x u8: no instruction
+}
+
+std::string assembly_for(const TileCase& tc, const codegen::Target& target) {
+  codegen::CodegenOptions o;
+  o.target = &target;
+  return codegen::emit_string({tc.func()}, codegen::FileKind::Assembly, o);
+}
+
+TEST(Tile, AmxTargetGetsTileInstructions) {
+  const codegen::Target& spr = codegen::Target::sapphire_rapids();
+  std::string bf16 = assembly_for({32, 32, 64, DType::BF16, DType::BF16, true}, spr);
+  for (const char* insn : {"ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored", "tilerelease"})
+    EXPECT_NE(bf16.find(insn), std::string::npos) << insn << " missing from:\n" << bf16.substr(0, 4000);
+  EXPECT_NE(assembly_for({16, 16, 64, DType::U8, DType::I8, false}, spr).find("tdpbusd"), std::string::npos);
+  std::string s8 = assembly_for({16, 16, 64, DType::I8, DType::I8, false}, spr);
+  EXPECT_NE(s8.find("tdpbssd"), std::string::npos);
+  EXPECT_NE(s8.find("tilezero"), std::string::npos);
+}
+
+TEST(Tile, OtherTargetsGetLoops) {
+  if (codegen::Target::host().has_amx_bf16) GTEST_SKIP() << "this CPU has AMX: the host target is not a fallback";
+  std::string host = assembly_for({32, 32, 64, DType::BF16, DType::BF16, true}, codegen::Target::host());
+  EXPECT_EQ(host.find("tdpbf16ps"), std::string::npos);
+  EXPECT_EQ(host.find("ldtilecfg"), std::string::npos);
+}
+
+}  // namespace
