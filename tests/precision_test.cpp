@@ -170,3 +170,73 @@ TEST(Precision, ConvKeepsItsBiasInF32) {
 }
 
 }  // namespace
+
+namespace {
+
+// The AMX path scheduled on any CPU (CompileOptions::emulate_amx): bf16 operands stored as
+// bf16, B packed in the VNNI layout at compile time, tile products (run here as loops when the
+// CPU has no AMX) and the epilogue after them. Checked against operands rounded to bf16.
+struct TileRun {
+  kiln::HostTensor out;
+  std::string tir;  // --dump-ir tir
+};
+
+TileRun run_on_tiles(const std::string& path, const std::vector<kiln::HostTensor>& inputs) {
+  kiln::CompileOptions o;
+  o.precision = kiln::Precision::BF16;
+  o.emulate_amx = true;
+  o.dump_ir = "tir";
+  TileRun r;
+  o.log = [&](const std::string& s) { r.tir += s + "\n"; };
+  r.out = kiln::Model::compile_file(path, o).run(inputs)[0];
+  return r;
+}
+
+TEST(Precision, BatchedMatMulOnTilesMatchesRoundedOperands) {
+  const int B = 2, M = 19, K = 64, N = 24;  // 16 + 3 rows, 16 + 8 columns, two k steps
+  std::mt19937 rng(21);
+  Floats W = random_floats(K * N, rng), X = random_floats(B * M * K, rng);
+  ModelBuilder b;
+  b.input("x", {B, M, K});
+  b.constant("w", {K, N}, W);
+  b.node("MatMul", {"x", "w"}, "y");
+  b.output("y", {B, M, N});
+  TileRun r = run_on_tiles(b.write("kiln_precision_tiles.onnx"), {tensor({B, M, K}, X)});
+  EXPECT_NE(r.tir.find("tile_matmul 16x16x64"), std::string::npos) << r.tir;
+  EXPECT_NE(r.tir.find("tile_matmul 3x8x64"), std::string::npos) << r.tir;
+  for (int bb = 0; bb < B; ++bb)
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) {
+        double want = 0;
+        for (int k = 0; k < K; ++k) want += double(bf16(X[(bb * M + m) * K + k])) * bf16(W[k * N + n]);
+        ASSERT_NEAR(r.out.as<float>()[(bb * M + m) * N + n], want, 2e-5 * (1 + std::fabs(want))) << bb << "," << m << "," << n;
+      }
+}
+
+TEST(Precision, GemmOnTilesAppliesBiasAndActivationAfter) {
+  const int M = 5, K = 32, N = 40;
+  std::mt19937 rng(23);
+  Floats W = random_floats(N * K, rng), C = random_floats(N, rng), X = random_floats(M * K, rng);
+  ModelBuilder b;
+  b.input("x", {M, K});
+  b.constant("w", {N, K}, W);
+  b.constant("c", {N}, C);
+  auto* gemm = b.node("Gemm", {"x", "w", "c"}, "g");
+  auto* trans = gemm->add_attribute();
+  trans->set_name("transB");
+  trans->set_type(onnx::AttributeProto::INT);
+  trans->set_i(1);
+  b.node("Relu", {"g"}, "y");
+  b.output("y", {M, N});
+  TileRun r = run_on_tiles(b.write("kiln_precision_gemm_tiles.onnx"), {tensor({M, K}, X)});
+  EXPECT_NE(r.tir.find("tile_matmul"), std::string::npos) << r.tir;
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double want = C[n];
+      for (int k = 0; k < K; ++k) want += double(bf16(X[m * K + k])) * bf16(W[n * K + k]);
+      want = std::max(want, 0.0);
+      ASSERT_NEAR(r.out.as<float>()[m * N + n], want, 2e-5 * (1 + std::fabs(want))) << m << "," << n;
+    }
+}
+
+}  // namespace

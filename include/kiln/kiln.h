@@ -44,6 +44,9 @@ struct CompileOptions {
   // A kernel given steps gets no automatic parallel loops.
   std::map<std::string, std::string> schedules;
   Precision precision = Precision::FP32;
+  // With BF16: schedule the products for AMX tiles even on a CPU without AMX, where the tile
+  // products run as plain loops (slowly). Tests the AMX path's scheduling on any machine.
+  bool emulate_amx = false;
 };
 
 // The fp32 FMA throughput one core of this machine reaches, in GFLOP/s, measured once per

@@ -32,9 +32,14 @@ using Clock = std::chrono::steady_clock;
 // Loop nests with fewer innermost iterations than this stay serial (thread wake-up costs more).
 constexpr int64_t kMinParallelWork = 1 << 15;
 
-tir::VectorTarget vector_target() {
+// Whether bf16 matrix products run on AMX tiles (really, or emulated by plain loops).
+bool bf16_tiles(const CompileOptions& o) {
+  return o.precision == Precision::BF16 && (codegen::Target::host().has_amx_bf16 || o.emulate_amx);
+}
+
+tir::VectorTarget vector_target(const CompileOptions& o) {
   const codegen::Target& t = codegen::Target::host();
-  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16};
+  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16, bf16_tiles(o)};
 }
 
 codegen::CodegenOptions codegen_options(int opt_level) {
@@ -190,9 +195,9 @@ class Compiler {
   // Constants made for kernels rather than the graph (packed weights), by argument name.
   std::map<std::string, std::shared_ptr<const HostTensor>> prepared_;
 
-  // How bf16-rounded operands are stored: as bf16 where the target multiplies bf16 (AMX),
-  // else as f32 holding bf16 values (AVX2 would convert at every load, for no gain).
-  static DType bf16_storage() { return codegen::Target::host().has_amx_bf16 ? DType::BF16 : DType::F32; }
+  // How bf16-rounded operands are stored: as bf16 where products run on tiles (AMX), else
+  // as f32 holding bf16 values (AVX2 would convert at every load, for no gain).
+  DType bf16_storage() const { return bf16_tiles(opts_) ? DType::BF16 : DType::F32; }
 
   template <typename F>
   graph::Graph pass(const std::string& name, F&& f) {
@@ -400,7 +405,7 @@ class Compiler {
   // for this kernel if any (CompileOptions::schedules), else parallel outer loops. Returns
   // them as text, for --dump-ir tir.
   std::string schedule_kernel(tir::PrimFunc& f) {
-    std::vector<tir::ScheduleStep> steps = tir::vectorize_inner_loops(&f.body, vector_target().vector_bytes / 4);
+    std::vector<tir::ScheduleStep> steps = tir::vectorize_inner_loops(&f.body, vector_target(opts_).vector_bytes / 4);
     std::string text = tir::to_string(steps);
     auto user = opts_.schedules.find(f.name);
     if (user != opts_.schedules.end()) {
@@ -627,7 +632,7 @@ class Compiler {
       if (all_const || shape_like) {
         for (size_t i = 0; i < ins.size(); ++i)
           if (spec[i]) specialized_.insert(n.inputs[i]);
-        tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target());
+        tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target(opts_));
         auto results = evaluate(f, const_args);
         for (size_t i = 0; i < out_names.size(); ++i) set_constant(g, out_names[i], std::move(results[i]));
         continue;
@@ -642,7 +647,7 @@ class Compiler {
       tir::BufferSet constants;
       for (size_t i = 0; i < params.size(); ++i)
         if (g.value(arg_names[i]).constant) constants.insert(params[i].buffer().get());
-      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target(), constants);
+      tir::PrimFunc f = tir::lower(kname, params, used_outs, vector_target(opts_), constants);
       std::vector<std::string> input_names = arg_names;  // before fills join them
       hoist_constant_fills(g, f, arg_names);
       drop_unread_inputs(f, arg_names);

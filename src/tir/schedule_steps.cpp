@@ -39,7 +39,11 @@ std::string dependence(const ForNode* loop, bool unit_last) {
   std::string why;
   visit(loop->body, [&](const Stmt& s) {
     if (s->kind == StmtKind::Allocate) local.insert(as<AllocateNode>(s)->buffer.get());
+    // A tile product writes a block through a flat offset this analysis does not read.
+    if (s->kind == StmtKind::TileMatmul && why.empty())
+      why = "it holds a tile product (into " + as<TileMatmulNode>(s)->c.buffer->name + ")";
   });
+  if (!why.empty()) return why;
   visit(loop->body, [&](const Stmt& s) {
     if (s->kind != StmtKind::Store || !why.empty()) return;
     auto st = as<StoreNode>(s);

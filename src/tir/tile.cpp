@@ -30,28 +30,33 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c, const Buffer& a
                   make_for(j, make_int(0), make_int(t.cols), ForKind::Serial, make_seq({init, update})));
 }
 
-Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, int64_t n, int64_t k, bool accumulate) {
+Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, int64_t n, int64_t k, bool accumulate,
+                  const Expr& c_base, const Expr& a_base) {
   if (!tile_types_supported(a->dtype, b->dtype) || c->dtype != tile_accumulator(a->dtype)) return nullptr;
   int64_t g = vnni_group(a->dtype), step = kTileRowBytes / dtype_bytes(a->dtype);
   int64_t cols = kTileRowBytes / dtype_bytes(c->dtype);
   if (k % step) return nullptr;
-  std::vector<Stmt> parts;
   // Full 16 x 16 blocks in loops, then the last rows and columns as smaller tiles.
-  for (int64_t r0 : {int64_t(0), m / kTileRows * kTileRows}) {
-    int64_t rows = r0 == 0 ? kTileRows : m - r0, row_blocks = r0 == 0 ? m / kTileRows : 1;
-    if (rows == 0 || row_blocks == 0) continue;
-    for (int64_t c0 : {int64_t(0), n / cols * cols}) {
-      int64_t width = c0 == 0 ? cols : n - c0, col_blocks = c0 == 0 ? n / cols : 1;
-      if (width == 0 || col_blocks == 0) continue;
+  struct Band {
+    int64_t start, size, count;
+  };
+  auto bands = [](int64_t extent, int64_t full) {
+    std::vector<Band> b;
+    if (extent / full) b.push_back({0, full, extent / full});
+    if (extent % full) b.push_back({extent / full * full, extent % full, 1});
+    return b;
+  };
+  std::vector<Stmt> parts;
+  for (const Band& r : bands(m, kTileRows))
+    for (const Band& w : bands(n, cols)) {
       Var bi("tile_row_block"), bj("tile_col_block");
-      Expr row = make_int(r0) + Expr(bi) * make_int(kTileRows), col = make_int(c0) + Expr(bj) * make_int(cols);
-      auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, row * make_int(n) + col, n},
-                                                   TileOperand{a, row * make_int(k), k},
-                                                   TileOperand{b, col * make_int(g), n * g}, rows, width, k, accumulate);
-      parts.push_back(make_for(bi, make_int(0), make_int(row_blocks), ForKind::Serial,
-                               make_for(bj, make_int(0), make_int(col_blocks), ForKind::Serial, tile)));
+      Expr row = make_int(r.start) + Expr(bi) * make_int(kTileRows), col = make_int(w.start) + Expr(bj) * make_int(cols);
+      auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, c_base + row * make_int(n) + col, n},
+                                                   TileOperand{a, a_base + row * make_int(k), k},
+                                                   TileOperand{b, col * make_int(g), n * g}, r.size, w.size, k, accumulate);
+      parts.push_back(make_for(bi, make_int(0), make_int(r.count), ForKind::Serial,
+                               make_for(bj, make_int(0), make_int(w.count), ForKind::Serial, tile)));
     }
-  }
   return make_seq(parts);
 }
 

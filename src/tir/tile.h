@@ -28,9 +28,10 @@ Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group);
 Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buffer& a_flat, const Buffer& b_flat);
 
 // C[M x N] (=, or += with `accumulate`) A[M x K] * B, B packed by vnni_index, all row-major
-// 1-D views, as one tile product per 16 x 16 block of C (smaller at the edges). K must be a
-// multiple of a tile row (32 bf16 / 64 int8 values). Returns null when the types or K do not fit.
+// and addressed flat from element offsets `c_base` / `a_base`, as one tile product per 16 x 16
+// block of C (smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
+// values). Returns null when the types or K do not fit.
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
-                  bool accumulate);
+                  bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0));
 
 }  // namespace kiln::tir

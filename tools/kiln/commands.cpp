@@ -18,7 +18,7 @@ namespace {
 
 const std::map<std::string, bool> kCompileFlags = {
     {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"emit", true},
-    {"schedule", true}, {"precision", true}, {"help", false}};
+    {"schedule", true}, {"precision", true}, {"emulate-amx", false}, {"help", false}};
 
 const char* kRunHelp =
     "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
@@ -38,7 +38,9 @@ const char* kRunHelp =
     "                      (kernel and loop names as --dump-ir tir prints them; '#' starts a comment;\n"
     "                      a kernel given steps gets no automatic parallel loops)\n"
     "  --precision P       fp32 (default) or bf16: MatMul/Gemm/Conv operands rounded to bfloat16\n"
-    "                      (weights at compile time), f32 accumulation and results, the rest f32\n";
+    "                      (weights at compile time), f32 accumulation and results, the rest f32\n"
+    "  --emulate-amx       with bf16: schedule MatMul/Gemm for AMX tiles even on a CPU without AMX,\n"
+    "                      running the tile products as plain loops (slow; tests the AMX path)\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
@@ -112,6 +114,8 @@ Prepared prepare(const Args& a) {
   p.opts.emit_path = a.get("emit");
   if (a.has("schedule")) p.opts.schedules = read_schedule_file(a.get("schedule"));
   p.opts.precision = parse_precision(a.get("precision"));
+  p.opts.emulate_amx = a.has("emulate-amx");
+  if (p.opts.emulate_amx && p.opts.precision != Precision::BF16) fail("--emulate-amx needs --precision bf16");
   if (a.has("inputs")) {
     std::string dir = a.get("inputs");
     if (!fs::is_directory(dir)) fail(dir, ": not a directory");
