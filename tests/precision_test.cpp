@@ -240,3 +240,38 @@ TEST(Precision, GemmOnTilesAppliesBiasAndActivationAfter) {
 }
 
 }  // namespace
+
+namespace {
+
+// A model compiled here for a Sapphire Rapids machine: the emitted assembly multiplies on AMX
+// tiles, while the model compiled alongside still runs here (tile products as loops).
+TEST(Precision, EmitsAmxAssemblyForSapphireRapids) {
+  const int M = 16, K = 64, N = 32;
+  std::mt19937 rng(29);
+  Floats W = random_floats(K * N, rng), X = random_floats(M * K, rng);
+  ModelBuilder b;
+  b.input("x", {M, K});
+  b.constant("w", {K, N}, W);
+  b.node("MatMul", {"x", "w"}, "y");
+  b.output("y", {M, N});
+  std::string path = b.write("kiln_precision_spr.onnx");
+  kiln::CompileOptions o;
+  o.precision = kiln::Precision::BF16;
+  o.emit_path = (std::filesystem::temp_directory_path() / "kiln_precision_spr.s").string();
+  o.emit_target = "sapphirerapids";
+  kiln::HostTensor y = kiln::Model::compile_file(path, o).run({tensor({M, K}, X)})[0];
+  std::ifstream f(o.emit_path);
+  std::string assembly((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  for (const char* insn : {"ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored"})
+    EXPECT_NE(assembly.find(insn), std::string::npos) << insn;
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double want = 0;
+      for (int k = 0; k < K; ++k) want += double(bf16(X[m * K + k])) * bf16(W[k * N + n]);
+      ASSERT_NEAR(y.as<float>()[m * N + n], want, 2e-5 * (1 + std::fabs(want)));
+    }
+  o.emit_target = "arm";
+  EXPECT_THROW(kiln::Model::compile_file(path, o), kiln::Error);
+}
+
+}  // namespace

@@ -38,6 +38,9 @@ struct CompileOptions {
   // Also write the generated code of every kernel here: ".s" assembly, ".ll" LLVM IR, else an
   // object file (the ahead-of-time path).
   std::string emit_path;
+  // The machine the emit_path file is for: "" (this one) or "sapphirerapids" (AVX-512 and
+  // AMX; bf16 products are then scheduled on tiles, which run here as loops).
+  std::string emit_target;
   std::function<void(const std::string&)> log;  // defaults to stderr
   // Schedule steps per kernel name (as --dump-ir tir prints them), replayed after the default
   // schedule: "split(x, 8); vectorize(x_i); parallel(x_o)" (see src/tir/schedule_steps.h).

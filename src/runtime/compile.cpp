@@ -33,8 +33,16 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kMinParallelWork = 1 << 15;
 
 // Whether bf16 matrix products run on AMX tiles (really, or emulated by plain loops).
+// The machine an emitted file is for (CompileOptions::emit_target).
+const codegen::Target& emit_target(const CompileOptions& o) {
+  if (o.emit_target.empty() || o.emit_target == "host") return codegen::Target::host();
+  if (o.emit_target == "sapphirerapids") return codegen::Target::sapphire_rapids();
+  fail("emit target '", o.emit_target, "' is not one of host, sapphirerapids");
+}
+
 bool bf16_tiles(const CompileOptions& o) {
-  return o.precision == Precision::BF16 && (codegen::Target::host().has_amx_bf16 || o.emulate_amx);
+  return o.precision == Precision::BF16 &&
+         (codegen::Target::host().has_amx_bf16 || o.emulate_amx || emit_target(o).has_amx_bf16);
 }
 
 tir::VectorTarget vector_target(const CompileOptions& o) {
@@ -158,7 +166,9 @@ class Compiler {
     if (!opts_.emit_path.empty()) {
       auto ends = [&](const char* s) { return opts_.emit_path.ends_with(s); };
       auto kind = ends(".s") ? codegen::FileKind::Assembly : ends(".ll") ? codegen::FileKind::LLVMIR : codegen::FileKind::Object;
-      codegen::emit_file(funcs, kind, opts_.emit_path, codegen_options(opts_.opt_level));
+      codegen::CodegenOptions co = codegen_options(opts_.opt_level);
+      co.target = &emit_target(opts_);
+      codegen::emit_file(funcs, kind, opts_.emit_path, co);
     }
     m.timings = timings_;
     m.compile_ms = ms_since(start);

@@ -18,7 +18,7 @@ namespace {
 
 const std::map<std::string, bool> kCompileFlags = {
     {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"emit", true},
-    {"schedule", true}, {"precision", true}, {"emulate-amx", false}, {"help", false}};
+    {"schedule", true}, {"precision", true}, {"emulate-amx", false}, {"emit-target", true}, {"help", false}};
 
 const char* kRunHelp =
     "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
@@ -33,6 +33,8 @@ const char* kRunHelp =
     "                      or every kernel's loop IR (tir)\n"
     "  --timing            print the time of each compiler pass\n"
     "  --emit FILE         also write the generated code: FILE.s assembly, FILE.ll LLVM IR, else an object file\n"
+    "  --emit-target T     the machine FILE is for: host (default) or sapphirerapids (AVX-512, AMX; with\n"
+    "                      --precision bf16 the products are then scheduled on AMX tiles)\n"
     "  --schedule FILE     replay schedule steps per kernel, one kernel per line:\n"
     "                        k3_Relu_11: split(x, 8); vectorize(x_i); parallel(x_o)\n"
     "                      (kernel and loop names as --dump-ir tir prints them; '#' starts a comment;\n"
@@ -112,6 +114,8 @@ Prepared prepare(const Args& a) {
   p.opts.dump_ir = a.get("dump-ir");
   p.opts.print_timing = a.has("timing");
   p.opts.emit_path = a.get("emit");
+  p.opts.emit_target = a.get("emit-target");
+  if (a.has("emit-target") && !a.has("emit")) fail("--emit-target needs --emit FILE");
   if (a.has("schedule")) p.opts.schedules = read_schedule_file(a.get("schedule"));
   p.opts.precision = parse_precision(a.get("precision"));
   p.opts.emulate_amx = a.has("emulate-amx");
