@@ -47,7 +47,7 @@ void run(const PrimFunc& f, void* c, void* a, void* b) {
 
 TEST(Tile, Bf16ProductMatchesItsDefinition) {
   for (bool accumulate : {false, true}) {
-    TileCase tc{40, 40, 96, DType::BF16, DType::BF16, accumulate};  // 16 + 16 + 8 rows and columns, 3 k steps
+    TileCase tc{40, 40, 96, DType::BF16, DType::BF16, accumulate};  // 32 + 8 rows and columns, 3 k steps
     std::mt19937 rng(11);
     std::uniform_real_distribution<float> u(-1, 1);
     std::vector<uint16_t> a(tc.m * tc.k), b(tc.k * tc.n);
@@ -104,9 +104,12 @@ std::string assembly_for(const TileCase& tc, const codegen::Target& target) {
 
 TEST(Tile, AmxTargetGetsTileInstructions) {
   const codegen::Target& spr = codegen::Target::sapphire_rapids();
-  std::string bf16 = assembly_for({32, 32, 64, DType::BF16, DType::BF16, true}, spr);
+  std::string bf16 = assembly_for({40, 40, 64, DType::BF16, DType::BF16, true}, spr);
   for (const char* insn : {"ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored", "tilerelease"})
     EXPECT_NE(bf16.find(insn), std::string::npos) << insn << " missing from:\n" << bf16.substr(0, 4000);
+  // A 32 x 32 block is 2 x 2 tiles: all eight tile registers (4 C, 2 A, 2 B), none spilled.
+  EXPECT_NE(bf16.find("%tmm7"), std::string::npos);
+  EXPECT_EQ(bf16.find("tilestored\t%tmm0, -"), std::string::npos) << "a tile spilled to the stack";
   EXPECT_NE(assembly_for({16, 16, 64, DType::U8, DType::I8, false}, spr).find("tdpbusd"), std::string::npos);
   std::string s8 = assembly_for({16, 16, 64, DType::I8, DType::I8, false}, spr);
   EXPECT_NE(s8.find("tdpbssd"), std::string::npos);

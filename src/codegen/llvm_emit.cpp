@@ -558,39 +558,88 @@ class Emitter {
   // ---- tile products -------------------------------------------------------------------
   bool has_amx_for(DType a) const { return a == DType::BF16 ? target_.has_amx_bf16 : target_.has_amx_int8; }
 
-  // AMX: C loaded (or zeroed) into a tile register, one A and one B tile load and one
-  // tdpbf16ps / tdpbusd / tdpbssd per 64 bytes of A's rows, C stored back. The K steps are
-  // emitted in sequence (no loop carries a tile value); LLVM's tile-configuration passes
-  // emit the ldtilecfg for the shapes used.
+  // AMX: each distinct tile product (shape, types, strides) is a function of its own, called
+  // with the three tile pointers. A function's tile registers have one shape each (one
+  // ldtilecfg), so products of different shapes in one function would compete for the eight
+  // registers; apart, each gets all eight.
+  std::unordered_map<std::string, llvm::Function*> tile_fns_;
+
   void emit_amx_tile(const TileMatmulNode* n) {
+    std::string key = "kiln_tile_" + std::string(dtype_name(n->a.buffer->dtype)) + "_" + std::to_string(n->rows) + "x" +
+                      std::to_string(n->cols) + "x" + std::to_string(n->depth) + (n->accumulate ? "_acc" : "") + "_s" +
+                      std::to_string(n->c.row_stride) + "_" + std::to_string(n->a.row_stride) + "_" +
+                      std::to_string(n->b.row_stride);
+    llvm::Function*& fn = tile_fns_[key];
+    if (!fn) fn = amx_tile_function(key, n);
+    auto at = [&](const TileOperand& o) {
+      return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), expr(o.offset));
+    };
+    b_.CreateCall(fn, {at(n->c), at(n->a), at(n->b)});
+  }
+
+  // void tile(ptr c, ptr a, ptr b): C split into up to 2 x 2 tiles of 16 x 16, each loaded (or
+  // zeroed) into a tile register; per 64 bytes of A's rows one load of each A and B tile and one
+  // tdpbf16ps / tdpbusd / tdpbssd per C tile; C stored back. The K steps are emitted in
+  // sequence (no loop carries a tile value); LLVM's tile-configuration passes emit ldtilecfg.
+  llvm::Function* amx_tile_function(const std::string& name, const TileMatmulNode* n) {
+    auto* ptr = llvm::PointerType::get(ctx_, 0);
+    auto* fty = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr, ptr, ptr}, false);
+    auto* f = llvm::Function::Create(fty, llvm::Function::InternalLinkage, name, mod_);
+    f->addFnAttr(llvm::Attribute::NoUnwind);
+    f->addFnAttr(llvm::Attribute::NoInline);
+    auto ip = b_.saveIP();
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", f));
     DType at = n->a.buffer->dtype;
     int64_t esize = dtype_bytes(at), step = kTileRowBytes / esize, group = vnni_group(at);
+    int64_t tile_cols = kTileRowBytes / 4;
     auto i16 = [&](int64_t v) { return b_.getInt16(uint16_t(v)); };
     auto call = [&](llvm::Intrinsic::ID id, std::vector<llvm::Value*> args) {
       return b_.CreateCall(llvm::Intrinsic::getDeclaration(&mod_, id), args);
     };
-    auto address = [&](const TileOperand& o, int64_t elements) {
-      llvm::Value* at_elem = b_.CreateAdd(expr(o.offset), b_.getInt64(elements));
-      return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), at_elem);
+    auto address = [&](int arg, const TileOperand& o, int64_t elements) {
+      return b_.CreateConstInBoundsGEP1_64(mem_type(o.buffer->dtype), f->getArg(arg), uint64_t(elements));
     };
     auto stride = [&](const TileOperand& o) { return b_.getInt64(o.row_stride * dtype_bytes(o.buffer->dtype)); };
-    llvm::Value* rows = i16(n->rows);
-    llvm::Value* c_bytes = i16(n->cols * 4);
+    std::vector<int64_t> row_sizes, col_sizes;  // sub-tiles: rows [r * 16, ...), columns [q * 16, ...)
+    for (int64_t r = 0; r < n->rows; r += kTileRows) row_sizes.push_back(std::min(kTileRows, n->rows - r));
+    for (int64_t c = 0; c < n->cols; c += tile_cols) col_sizes.push_back(std::min(tile_cols, n->cols - c));
+    KILN_CHECK(row_sizes.size() <= size_t(kTileBlock) && col_sizes.size() <= size_t(kTileBlock),
+               "tile product larger than 2 x 2 tiles");
     llvm::Value* k_bytes = i16(kTileRowBytes);
-    llvm::Value* c = n->accumulate
-                         ? call(llvm::Intrinsic::x86_tileloadd64_internal, {rows, c_bytes, address(n->c, 0), stride(n->c)})
-                         : call(llvm::Intrinsic::x86_tilezero_internal, {rows, c_bytes});
+    auto c_at = [&](size_t r, size_t q) {
+      return address(0, n->c, int64_t(r) * kTileRows * n->c.row_stride + int64_t(q) * tile_cols);
+    };
+    std::vector<std::vector<llvm::Value*>> c(row_sizes.size(), std::vector<llvm::Value*>(col_sizes.size()));
+    for (size_t r = 0; r < row_sizes.size(); ++r)
+      for (size_t q = 0; q < col_sizes.size(); ++q)
+        c[r][q] = n->accumulate ? call(llvm::Intrinsic::x86_tileloadd64_internal,
+                                       {i16(row_sizes[r]), i16(col_sizes[q] * 4), c_at(r, q), stride(n->c)})
+                                : call(llvm::Intrinsic::x86_tilezero_internal, {i16(row_sizes[r]), i16(col_sizes[q] * 4)});
     llvm::Intrinsic::ID dot = at == DType::BF16 ? llvm::Intrinsic::x86_tdpbf16ps_internal
                               : at == DType::U8 ? llvm::Intrinsic::x86_tdpbusd_internal
                                                 : llvm::Intrinsic::x86_tdpbssd_internal;
     for (int64_t s = 0; s < n->depth / step; ++s) {
-      llvm::Value* a = call(llvm::Intrinsic::x86_tileloadd64_internal,
-                            {rows, k_bytes, address(n->a, s * step), stride(n->a)});
-      llvm::Value* b = call(llvm::Intrinsic::x86_tileloadd64_internal,
-                            {i16(step / group), c_bytes, address(n->b, s * (step / group) * n->b.row_stride), stride(n->b)});
-      c = call(dot, {rows, c_bytes, k_bytes, c, a, b});
+      std::vector<llvm::Value*> a, b;
+      for (size_t r = 0; r < row_sizes.size(); ++r)
+        a.push_back(call(llvm::Intrinsic::x86_tileloadd64_internal,
+                         {i16(row_sizes[r]), k_bytes, address(1, n->a, int64_t(r) * kTileRows * n->a.row_stride + s * step),
+                          stride(n->a)}));
+      for (size_t q = 0; q < col_sizes.size(); ++q)
+        b.push_back(call(llvm::Intrinsic::x86_tileloadd64_internal,
+                         {i16(step / group), i16(col_sizes[q] * 4),
+                          address(2, n->b, s * (step / group) * n->b.row_stride + int64_t(q) * tile_cols * group),
+                          stride(n->b)}));
+      for (size_t r = 0; r < row_sizes.size(); ++r)
+        for (size_t q = 0; q < col_sizes.size(); ++q)
+          c[r][q] = call(dot, {i16(row_sizes[r]), i16(col_sizes[q] * 4), k_bytes, c[r][q], a[r], b[q]});
     }
-    call(llvm::Intrinsic::x86_tilestored64_internal, {rows, c_bytes, address(n->c, 0), stride(n->c), c});
+    for (size_t r = 0; r < row_sizes.size(); ++r)
+      for (size_t q = 0; q < col_sizes.size(); ++q)
+        call(llvm::Intrinsic::x86_tilestored64_internal,
+             {i16(row_sizes[r]), i16(col_sizes[q] * 4), c_at(r, q), stride(n->c), c[r][q]});
+    b_.CreateRetVoid();
+    b_.restoreIP(ip);
+    return f;
   }
 
   // Without AMX: the product's defining loops (tir/tile.h) over flat views of its buffers.

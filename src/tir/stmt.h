@@ -63,9 +63,10 @@ struct AllocateNode : StmtNode {
 // A is row-major; B is packed in the VNNI layout, g = 4 / (A's element bytes) consecutive k in
 // each 32-bit lane (2 for bf16, 4 for int8); C is f32 for bf16 operands, i32 for 8-bit ones.
 // Each operand is addressed as a flat element offset of the tile's first element plus a row
-// stride in elements (B's rows are the k / g groups). On AMX targets codegen emits tile loads,
-// one tdpbf16ps / tdpbssd / tdpbusd per 64 bytes of A's row and a tile store; elsewhere the
-// same sum as plain loops (tir/tile.h builds these nodes and the packed layout).
+// stride in elements (B's rows are the k / g groups). rows and cols are at most 32: on AMX
+// targets codegen splits C into up to 2 x 2 tiles of 16 x 16, and per 64 bytes of A's rows
+// loads each A and B tile once and issues one tdpbf16ps / tdpbssd / tdpbusd per C tile;
+// elsewhere the same sum runs as plain loops (tir/tile.h builds these nodes and the layout).
 struct TileOperand {
   Buffer buffer;
   Expr offset;  // i64, in elements

@@ -36,7 +36,7 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
   int64_t g = vnni_group(a->dtype), step = kTileRowBytes / dtype_bytes(a->dtype);
   int64_t cols = kTileRowBytes / dtype_bytes(c->dtype);
   if (k % step) return nullptr;
-  // Full 16 x 16 blocks in loops, then the last rows and columns as smaller tiles.
+  // Full 32 x 32 blocks in loops, then the last rows and columns as smaller ones.
   struct Band {
     int64_t start, size, count;
   };
@@ -47,10 +47,11 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
     return b;
   };
   std::vector<Stmt> parts;
-  for (const Band& r : bands(m, kTileRows))
-    for (const Band& w : bands(n, cols)) {
+  int64_t block_rows = kTileBlock * kTileRows, block_cols = kTileBlock * cols;
+  for (const Band& r : bands(m, block_rows))
+    for (const Band& w : bands(n, block_cols)) {
       Var bi("tile_row_block"), bj("tile_col_block");
-      Expr row = make_int(r.start) + Expr(bi) * make_int(kTileRows), col = make_int(w.start) + Expr(bj) * make_int(cols);
+      Expr row = make_int(r.start) + Expr(bi) * make_int(block_rows), col = make_int(w.start) + Expr(bj) * make_int(block_cols);
       auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, c_base + row * make_int(n) + col, n},
                                                    TileOperand{a, a_base + row * make_int(k), k},
                                                    TileOperand{b, col * make_int(g), n * g}, r.size, w.size, k, accumulate);

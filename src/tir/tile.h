@@ -12,6 +12,9 @@ namespace kiln::tir {
 
 inline constexpr int64_t kTileRows = 16;      // rows of a tile register
 inline constexpr int64_t kTileRowBytes = 64;  // bytes of a tile row
+// A tile product covers up to 2 x 2 tiles of C: 4 accumulator, 2 A and 2 B registers (all 8
+// AMX has), so each loaded A and B tile serves two multiplies.
+inline constexpr int64_t kTileBlock = 2;
 
 // Consecutive k values B packs per 32-bit lane for A elements of type `t` (bf16: 2, int8: 4).
 int64_t vnni_group(DType t);
@@ -28,8 +31,8 @@ Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group);
 Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buffer& a_flat, const Buffer& b_flat);
 
 // C[M x N] (=, or += with `accumulate`) A[M x K] * B, B packed by vnni_index, all row-major
-// and addressed flat from element offsets `c_base` / `a_base`, as one tile product per 16 x 16
-// block of C (smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
+// and addressed flat from element offsets `c_base` / `a_base`, as one tile product per 32 x 32
+// block of C (2 x 2 tiles; smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
 // values). Returns null when the types or K do not fit.
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
                   bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0));
