@@ -47,8 +47,9 @@ struct CompileOptions {
   // A kernel given steps gets no automatic parallel loops.
   std::map<std::string, std::string> schedules;
   Precision precision = Precision::FP32;
-  // With BF16: schedule the products for AMX tiles even on a CPU without AMX, where the tile
-  // products run as plain loops (slowly). Tests the AMX path's scheduling on any machine.
+  // Schedule bf16 products (with BF16) and 8-bit products (quantized models) for AMX tiles
+  // even on a CPU without AMX, where the tile products run as plain loops (slowly). Tests
+  // the AMX path's scheduling on any machine.
   bool emulate_amx = false;
 };
 

@@ -38,8 +38,8 @@ ConvTerms float_terms(const OpContext& ctx, DType t, int bias_input) {
 ConvTerms integer_terms(OpContext& ctx, int x_zp, int w_zp) {
   ConvTerms terms;
   terms.acc = DType::I32;
-  terms.x_value = [&ctx, x_zp](Expr x, Expr) { return tir::cast(DType::I32, x) - zero_point_i32(ctx, x_zp, 0); };
-  terms.w_value = [&ctx, w_zp](Expr w, Expr m) { return tir::cast(DType::I32, w) - zero_point_i32(ctx, w_zp, m); };
+  terms.x_value = [&ctx, x_zp](Expr x, Expr) { return subtract_zero_point(tir::cast(DType::I32, x), zero_point_i32(ctx, x_zp, 0)); };
+  terms.w_value = [&ctx, w_zp](Expr w, Expr m) { return subtract_zero_point(tir::cast(DType::I32, w), zero_point_i32(ctx, w_zp, m)); };
   if (ctx.has_input(x_zp)) terms.pad = tir::cast(ctx.input(0).dtype(), zero_point_i32(ctx, x_zp, 0));
   return terms;
 }

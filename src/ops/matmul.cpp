@@ -73,8 +73,8 @@ std::vector<Tensor> matmul(OpContext& ctx) {
 // column; int32 accumulation.
 Summand zero_point_product(OpContext& ctx, int a_zp, int b_zp) {
   return [&ctx, a_zp, b_zp](Expr x, Expr y, Expr m, Expr n) {
-    return (tir::cast(DType::I32, x) - zero_point_i32(ctx, a_zp, m)) *
-           (tir::cast(DType::I32, y) - zero_point_i32(ctx, b_zp, n));
+    return subtract_zero_point(tir::cast(DType::I32, x), zero_point_i32(ctx, a_zp, m)) *
+           subtract_zero_point(tir::cast(DType::I32, y), zero_point_i32(ctx, b_zp, n));
   };
 }
 

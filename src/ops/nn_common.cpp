@@ -128,6 +128,11 @@ Expr zero_point_i32(OpContext& ctx, int i, const Expr& index) {
   return cast_if_needed(DType::I32, quant_param(ctx, ctx.input(i), index));
 }
 
+Expr subtract_zero_point(const Expr& v, const Expr& zero_point) {
+  int64_t z;
+  return tir::is_const_int(zero_point, &z) && z == 0 ? v : v - zero_point;
+}
+
 Expr quantize(const Expr& v, const Expr& zero_point, DType to) {
   Expr q = tir::unary(tir::UnOp::Round, v) + cast_if_needed(v.dtype(), zero_point);
   q = tir::max(q, tir::cast(v.dtype(), tir::min_value(to)));

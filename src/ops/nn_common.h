@@ -68,6 +68,9 @@ Expr window_inside(const Window& w, const std::vector<Expr>& out, const std::vec
 Expr quant_param(const OpContext& ctx, const Tensor& p, const Expr& index);
 // Optional zero point input `i` as an i32 expression (0 when absent).
 Expr zero_point_i32(OpContext& ctx, int i, const Expr& index);
+// `v` - `zero_point`, or `v` itself when the zero point is the constant 0 (symmetric
+// quantization: the product then matches integer instructions directly).
+Expr subtract_zero_point(const Expr& v, const Expr& zero_point);
 // Real value `v` (f32) quantized to `to` (u8/i8/...): round half to even, add the zero point
 // and saturate to the type's range.
 Expr quantize(const Expr& v, const Expr& zero_point, DType to);

@@ -32,7 +32,6 @@ using Clock = std::chrono::steady_clock;
 // Loop nests with fewer innermost iterations than this stay serial (thread wake-up costs more).
 constexpr int64_t kMinParallelWork = 1 << 15;
 
-// Whether bf16 matrix products run on AMX tiles (really, or emulated by plain loops).
 // The machine an emitted file is for (CompileOptions::emit_target).
 const codegen::Target& emit_target(const CompileOptions& o) {
   if (o.emit_target.empty() || o.emit_target == "host") return codegen::Target::host();
@@ -40,14 +39,19 @@ const codegen::Target& emit_target(const CompileOptions& o) {
   fail("emit target '", o.emit_target, "' is not one of host, sapphirerapids");
 }
 
+// Whether bf16 products (in bf16 mode) and 8-bit products (quantized models) run on AMX
+// tiles: really, or emulated by plain loops here for an emitted file or for testing.
 bool bf16_tiles(const CompileOptions& o) {
   return o.precision == Precision::BF16 &&
          (codegen::Target::host().has_amx_bf16 || o.emulate_amx || emit_target(o).has_amx_bf16);
 }
+bool int8_tiles(const CompileOptions& o) {
+  return codegen::Target::host().has_amx_int8 || o.emulate_amx || emit_target(o).has_amx_int8;
+}
 
 tir::VectorTarget vector_target(const CompileOptions& o) {
   const codegen::Target& t = codegen::Target::host();
-  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16, bf16_tiles(o)};
+  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16, bf16_tiles(o), int8_tiles(o)};
 }
 
 codegen::CodegenOptions codegen_options(int opt_level) {

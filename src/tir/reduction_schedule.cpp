@@ -450,8 +450,7 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
                         const VectorTarget& target, const Epilogue& epilogue, const BufferSet& constants) {
-  if (target.bf16_tiles)
-    if (Stmt tiles = schedule_bf16_tiles(dst, axes, r, epilogue, constants)) return tiles;
+  if (Stmt tiles = schedule_tiles(dst, axes, r, target, epilogue, constants)) return tiles;
   Nest n{dst, axes, std::vector<Expr>(axes.begin(), axes.end()), r, nullptr, epilogue};
   Shape shape = dst->shape;
   std::vector<Range> full;

@@ -19,7 +19,8 @@ namespace kiln::tir {
 struct VectorTarget {
   int vector_bytes = 32;     // 32: AVX2, 64: AVX-512
   int vector_registers = 16;
-  bool bf16_tiles = false;   // bf16 products on tile hardware (AMX; tir/tile_schedule.h)
+  bool tiles_bf16 = false;   // bf16 products on tile hardware (AMX; tir/tile_schedule.h)
+  bool tiles_int8 = false;   // 8-bit products on tile hardware
 };
 // An elementwise consumer applied to each result as it is stored (a fused epilogue: bias,
 // batch-norm scale, activation, residual add...): `value` is the stored value in terms of the

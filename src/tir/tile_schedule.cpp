@@ -1,18 +1,12 @@
 #include "tir/tile_schedule.h"
 
+#include <optional>
+
 #include "tir/tile.h"
 
 namespace kiln::tir {
 
 namespace {
-
-// The bf16 load under a widening cast to f32, or null.
-const LoadNode* widened_bf16_load(const Expr& e) {
-  if (e.kind() != ExprKind::Cast || e.dtype() != DType::F32) return nullptr;
-  const Expr& x = e.as<CastNode>()->a;
-  if (x.kind() != ExprKind::Load || x.dtype() != DType::BF16) return nullptr;
-  return x.as<LoadNode>();
-}
 
 bool is_var(const Expr& e, const Var& v) { return e.kind() == ExprKind::Var && e.as<VarNode>() == v.as<VarNode>(); }
 
@@ -23,6 +17,16 @@ bool is_zero(const Expr& e) {
   return e.kind() == ExprKind::FloatImm && e.as<FloatImmNode>()->value == 0;
 }
 
+// The load of type `from` under a widening cast to `to`, or null.
+const LoadNode* widened_load(const Expr& e, DType to, std::initializer_list<DType> from) {
+  if (e.kind() != ExprKind::Cast || e.dtype() != to) return nullptr;
+  const Expr& x = e.as<CastNode>()->a;
+  if (x.kind() != ExprKind::Load) return nullptr;
+  for (DType t : from)
+    if (x.dtype() == t) return x.as<LoadNode>();
+  return nullptr;
+}
+
 // Row-major flat offset of `index` in a buffer of `shape`.
 Expr flat_offset(const std::vector<Expr>& index, const Shape& shape) {
   Expr off = make_int(0);
@@ -30,68 +34,123 @@ Expr flat_offset(const std::vector<Expr>& index, const Shape& shape) {
   return off;
 }
 
+// The two operands of a tile-shaped product term, A's zero point for the int8 form.
+struct Product {
+  const LoadNode* a = nullptr;
+  const LoadNode* b = nullptr;
+  Expr a_zero_point;  // int8: subtracted from A (undefined when 0)
+};
+
+std::optional<Product> match_term(const Expr& body, DType acc, const BufferSet& constants) {
+  if (body.kind() != ExprKind::Binary || body.as<BinaryNode>()->op != BinOp::Mul) return std::nullopt;
+  Expr x = body.as<BinaryNode>()->a, y = body.as<BinaryNode>()->b;
+  Product p;
+  if (acc == DType::F32) {
+    p.a = widened_load(x, acc, {DType::BF16});
+    p.b = widened_load(y, acc, {DType::BF16});
+    if (p.a && p.b && constants.count(p.a->buffer.get())) std::swap(p.a, p.b);
+  } else {
+    // (i32(A) - za) * i32(B): the zero point a value the same for every element (no loads
+    // that vary over the product's axes; a scalar parameter).
+    if (x.kind() == ExprKind::Binary && x.as<BinaryNode>()->op == BinOp::Sub) {
+      p.a_zero_point = x.as<BinaryNode>()->b;
+      x = x.as<BinaryNode>()->a;
+      bool scalar = true;
+      visit(p.a_zero_point, [&](const Expr& e) {
+        scalar &= e.kind() != ExprKind::Var && (e.kind() != ExprKind::Load || e.as<LoadNode>()->indices.empty());
+      });
+      if (!scalar) return std::nullopt;
+    }
+    p.a = widened_load(x, acc, {DType::U8, DType::I8});
+    p.b = widened_load(y, acc, {DType::I8});
+  }
+  if (!p.a || !p.b || !constants.count(p.b->buffer.get()) || constants.count(p.a->buffer.get())) return std::nullopt;
+  return p;
+}
+
 }  // namespace
 
-Stmt schedule_bf16_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
-                         const Epilogue& epilogue, const BufferSet& constants) {
+Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const VectorTarget& target,
+                    const Epilogue& epilogue, const BufferSet& constants) {
   size_t rank = axes.size();
-  if (r->op != ReduceOp::Sum || r->dtype != DType::F32 || r->axes.size() != 1 || rank < 2 || !is_zero(r->init))
+  bool bf16 = r->dtype == DType::F32 && target.tiles_bf16, int8 = r->dtype == DType::I32 && target.tiles_int8;
+  if (r->op != ReduceOp::Sum || !(bf16 || int8) || r->axes.size() != 1 || rank < 2 || dst->shape.size() != rank)
     return nullptr;
-  if (r->body.kind() != ExprKind::Binary || r->body.as<BinaryNode>()->op != BinOp::Mul) return nullptr;
+  std::optional<Product> p = match_term(r->body, r->dtype, constants);
+  if (!p) return nullptr;
+  const LoadNode* a = p->a;
+  const LoadNode* b = p->b;
   const Var& k = r->axes[0].var;
-  const LoadNode* a = widened_bf16_load(r->body.as<BinaryNode>()->a);
-  const LoadNode* b = widened_bf16_load(r->body.as<BinaryNode>()->b);
-  if (a && b && constants.count(a->buffer.get())) std::swap(a, b);
-  if (!a || !b || !constants.count(b->buffer.get()) || b->indices.size() != 2) return nullptr;
+  if (b->indices.size() != 2) return nullptr;
   // B[k, n], or B[n, k] (a Gemm with transB): either way packed into one layout below.
   bool b_transposed = is_var(b->indices[0], axes[rank - 1]) && is_var(b->indices[1], k);
   if (!b_transposed && !(is_var(b->indices[0], k) && is_var(b->indices[1], axes[rank - 1]))) return nullptr;
-  if (dst->shape.size() != rank || a->indices.size() != rank || !is_var(a->indices[rank - 1], k) ||
-      !is_var(a->indices[rank - 2], axes[rank - 2]) || a->buffer->shape[rank - 2] != dst->shape[rank - 2])
+  if (a->indices.size() != rank || !is_var(a->indices[rank - 1], k) || !is_var(a->indices[rank - 2], axes[rank - 2]) ||
+      a->buffer->shape[rank - 2] != dst->shape[rank - 2])
     return nullptr;
   // Leading (batch) dimensions: A's own, or 0 where A broadcasts over them.
   for (size_t d = 0; d + 2 < rank; ++d)
     if (!is_var(a->indices[d], axes[d]) && !is_zero(a->indices[d])) return nullptr;
+  // The initial value may depend on the column only (a bias).
+  bool init_by_column = true;
+  if (r->init.defined())
+    visit(r->init, [&](const Expr& e) {
+      if (e.kind() == ExprKind::Var && !is_var(e, axes[rank - 1])) init_by_column = false;
+    });
+  if (!init_by_column) return nullptr;
   int64_t m = dst->shape[rank - 2], n = dst->shape[rank - 1], kk = r->axes[0].extent;
-  if (kk % (kTileRowBytes / 2)) return nullptr;
+  DType b_type = b->buffer->dtype;
+  if (kk % (kTileRowBytes / dtype_bytes(a->buffer->dtype))) return nullptr;
 
-  // B in the VNNI layout, filled from the constant only: hoisted and run at compile time.
-  Buffer packed = make_buffer(dst->name + "_vnni", DType::BF16, {kk * n});
+  // B in the VNNI layout (and, with a zero point, its column sums), filled from the constant
+  // only: hoisted out of the kernel and run at compile time.
+  auto b_at = [&](const Expr& kx, const Expr& nx) {
+    return load(b->buffer, b_transposed ? std::vector<Expr>{nx, kx} : std::vector<Expr>{kx, nx});
+  };
+  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * n});
   Var pk("vnni_k"), pn("vnni_n");
   Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
                        make_for(pn, make_int(0), make_int(n), ForKind::Serial,
-                                make_store(packed, {vnni_index(pk, pn, n, vnni_group(DType::BF16))},
-                                           load(b->buffer, b_transposed ? std::vector<Expr>{pn, pk}
-                                                                        : std::vector<Expr>{pk, pn}))));
+                                make_store(packed, {vnni_index(pk, pn, n, vnni_group(b_type))}, b_at(pk, pn))));
+  Buffer colsum;
+  Stmt sums;
+  if (!is_zero(p->a_zero_point)) {
+    colsum = make_buffer(dst->name + "_colsum", DType::I32, {n});
+    Var sn("colsum_n"), sk("colsum_k");
+    sums = make_for(sn, make_int(0), make_int(n), ForKind::Serial,
+                    make_seq({make_store(colsum, {Expr(sn)}, make_int(0, DType::I32)),
+                              make_for(sk, make_int(0), make_int(kk), ForKind::Serial,
+                                       make_store(colsum, {Expr(sn)},
+                                                  load(colsum, {Expr(sn)}) + cast(DType::I32, b_at(sk, sn))))}));
+  }
+
   // One m x n product per index of the leading (batch) dimensions.
-  std::vector<Expr> batch;
-  for (size_t d = 0; d + 2 < rank; ++d) batch.push_back(axes[d]);
-  auto at = [&](const Shape& shape, const Expr& last2, const Expr& last) {
-    std::vector<Expr> idx = batch;
-    idx.push_back(last2);
-    idx.push_back(last);
-    return flat_offset(idx, shape);
-  };
-  std::vector<Expr> a_start(a->indices.begin(), a->indices.end() - 2);
-  a_start.push_back(make_int(0));
-  a_start.push_back(make_int(0));
+  std::vector<Expr> batch(axes.begin(), axes.end() - 2);
+  std::vector<Expr> a_start(a->indices.begin(), a->indices.end() - 2), dst_start = batch;
+  for (auto* v : {&a_start, &dst_start}) v->insert(v->end(), {make_int(0), make_int(0)});
   Expr a_base = flat_offset(a_start, a->buffer->shape);
-  bool direct = !epilogue.value.defined() && dst->dtype == DType::F32;
+  Expr row = axes[rank - 2], col = axes[rank - 1];
+  bool direct = !epilogue.value.defined() && dst->dtype == r->dtype && is_zero(r->init) && !colsum;
   Stmt body;
   if (direct) {
-    body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, at(dst->shape, make_int(0), make_int(0)), a_base);
+    body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, flat_offset(dst_start, dst->shape), a_base);
   } else {
-    // The products into an f32 scratch of one m x n block, then the epilogue per element.
-    Buffer c = make_buffer(dst->name + "_tiles", DType::F32, {m * n});
-    std::vector<Expr> out(axes.begin(), axes.end());
-    Expr result = load(c, {Expr(axes[rank - 2]) * make_int(n) + axes[rank - 1]});
-    Expr value = substitute(epilogue.value, {{epilogue.result.as<VarNode>(), result}});
+    // The products into a scratch m x n block, then per element: the initial value, the
+    // zero-point correction and the epilogue.
+    Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * n});
+    Expr result = load(c, {row * make_int(n) + col});
+    if (r->init.defined() && !is_zero(r->init)) result = r->init + result;
+    if (colsum) result = result - cast(DType::I32, p->a_zero_point) * load(colsum, {col});
+    Expr value = epilogue.value.defined() ? substitute(epilogue.value, {{epilogue.result.as<VarNode>(), result}})
+                                          : cast(dst->dtype, result);
     Stmt apply = make_for(axes[rank - 2], make_int(0), make_int(m), ForKind::Serial,
-                          make_for(axes[rank - 1], make_int(0), make_int(n), ForKind::Serial, make_store(dst, out, value)));
+                          make_for(axes[rank - 1], make_int(0), make_int(n), ForKind::Serial,
+                                   make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
     body = make_allocate(c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base), apply}));
   }
   for (size_t d = batch.size(); d-- > 0;)
     body = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, body);
+  if (colsum) body = make_allocate(colsum, make_seq({sums, body}));
   return make_allocate(packed, make_seq({pack, body}));
 }
 

@@ -62,6 +62,16 @@ def gemms():
     return nodes, [const("w1", 16, 24), const("b1", 16), const("w2", 16, 12), const("b2", 12)], [8, 24], [8, 12]
 
 
+def projections():
+    """Two projections whose K fills AMX tile rows (64 int8 values): the tile path's shapes."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    return nodes, [const("w1", 128, 64, scale=0.1), const("w2", 64, 40, scale=0.2)], [2, 20, 128], [2, 20, 40]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -70,7 +80,7 @@ class Reader(CalibrationDataReader):
         return next(self.data, None)
 
 
-def check(name, build, fused_ops):
+def check(name, build, fused_ops, tiles=0):
     nodes, inits, in_shape, out_shape = build()
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
                               [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
@@ -96,33 +106,42 @@ def check(name, build, fused_ops):
         if got != want:
             print(f"FAIL {name}: {got} {op} nodes after compilation, expected {want}")
             return False
+    # The AMX path (tile products, run here as loops when the CPU has no AMX) must give the same values.
+    dump = subprocess.run([kiln, "run", q_path, "--emulate-amx", "--dump-ir", "tir"], capture_output=True, text=True,
+                          check=True)
+    kernels = [k for k in (dump.stdout + dump.stderr).split("\nfunc ") if "tile_matmul" in k]
+    if len(kernels) != tiles:
+        print(f"FAIL {name}: {len(kernels)} kernels with tile products under --emulate-amx, expected {tiles}")
+        return False
 
     x = rng.standard_normal(in_shape).astype(np.float32)
     with open(os.path.join(case, "in", "input_0.pb"), "wb") as f:
         f.write(numpy_helper.from_array(x, "x").SerializeToString())
     sess = ort.InferenceSession(q_path, providers=["CPUExecutionProvider"])
     refs = sess.run(None, {"x": x})
-    subprocess.run([kiln, "run", q_path, "--inputs", os.path.join(case, "in"), "--save-outputs",
-                    os.path.join(case, "out")], check=True, capture_output=True)
     ok = True
-    for k, (out, ref) in enumerate(zip(sess.get_outputs(), refs)):
-        t = onnx.TensorProto()
-        with open(os.path.join(case, "out", f"output_{k}.pb"), "rb") as f:
-            t.ParseFromString(f.read())
-        got = numpy_helper.to_array(t)
-        if ref.dtype == np.float32:  # the dequantized result: compare in steps of its scale
-            continue
-        steps = np.abs(got.astype(np.int64) - ref.astype(np.int64))
-        exact = float((steps == 0).mean())
-        print(f"{name} {out.name}: max {steps.max()} steps, {100 * exact:.2f}% exact")
-        if steps.max() > 1 or exact < 0.99:
-            print(f"FAIL {name}: {out.name} differs from ONNX Runtime by more than one step (or too often)")
-            ok = False
+    for mode, extra in (("vector", []), ("amx", ["--emulate-amx"])):
+        out_dir = os.path.join(case, "out_" + mode)
+        subprocess.run([kiln, "run", q_path, "--inputs", os.path.join(case, "in"), "--save-outputs", out_dir] + extra,
+                       check=True, capture_output=True)
+        for k, (out, ref) in enumerate(zip(sess.get_outputs(), refs)):
+            if ref.dtype == np.float32:  # the dequantized result of a quantized output checked below
+                continue
+            t = onnx.TensorProto()
+            with open(os.path.join(out_dir, f"output_{k}.pb"), "rb") as f:
+                t.ParseFromString(f.read())
+            steps = np.abs(numpy_helper.to_array(t).astype(np.int64) - ref.astype(np.int64))
+            exact = float((steps == 0).mean())
+            print(f"{name} [{mode}] {out.name}: max {steps.max()} steps, {100 * exact:.2f}% exact")
+            if steps.max() > 1 or exact < 0.99:
+                print(f"FAIL {name}: {out.name} differs from ONNX Runtime by more than one step (or too often)")
+                ok = False
     return ok
 
 
 results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("attention", attention, {"QLinearMatMul": 2}),
-           check("gemms", gemms, {"QLinearMatMul": 2})]
+           check("gemms", gemms, {"QLinearMatMul": 2}),
+           check("projections", projections, {"QLinearMatMul": 2}, tiles=2)]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)

@@ -41,8 +41,8 @@ const char* kRunHelp =
     "                      a kernel given steps gets no automatic parallel loops)\n"
     "  --precision P       fp32 (default) or bf16: MatMul/Gemm/Conv operands rounded to bfloat16\n"
     "                      (weights at compile time), f32 accumulation and results, the rest f32\n"
-    "  --emulate-amx       with bf16: schedule MatMul/Gemm for AMX tiles even on a CPU without AMX,\n"
-    "                      running the tile products as plain loops (slow; tests the AMX path)\n";
+    "  --emulate-amx       schedule bf16 (with --precision bf16) and quantized int8 MatMul/Gemm for AMX\n"
+    "                      tiles even on a CPU without AMX, running them as plain loops (slow; tests the path)\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
@@ -119,7 +119,6 @@ Prepared prepare(const Args& a) {
   if (a.has("schedule")) p.opts.schedules = read_schedule_file(a.get("schedule"));
   p.opts.precision = parse_precision(a.get("precision"));
   p.opts.emulate_amx = a.has("emulate-amx");
-  if (p.opts.emulate_amx && p.opts.precision != Precision::BF16) fail("--emulate-amx needs --precision bf16");
   if (a.has("inputs")) {
     std::string dir = a.get("inputs");
     if (!fs::is_directory(dir)) fail(dir, ": not a directory");
