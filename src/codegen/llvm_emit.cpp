@@ -550,6 +550,7 @@ class Emitter {
       case StmtKind::Allocate: emit_allocate(as<AllocateNode>(s)); break;
       case StmtKind::TileMatmul:
         if (has_amx_for(as<TileMatmulNode>(s)->a.buffer->dtype)) emit_amx_tile(as<TileMatmulNode>(s));
+        else if (avx2_int8_tile(as<TileMatmulNode>(s))) emit_avx2_int8_tile(as<TileMatmulNode>(s));
         else emit_tile_loops(as<TileMatmulNode>(s));
         break;
     }
@@ -640,6 +641,93 @@ class Emitter {
     b_.CreateRetVoid();
     b_.restoreIP(ip);
     return f;
+  }
+
+  // ---- 8-bit tile products on AVX2 ---------------------------------------------------------
+  // Blocks of 4 rows x 8 columns of C, accumulated over K in 8 vectors of i32 with vpmaddwd:
+  // per group of 4 k, B's 8 columns (32 bytes of the VNNI layout) widen to two i16 vectors,
+  // and A's 4 bytes of each row widen to i16 and repeat across the vector, so one vpmaddwd
+  // multiplies 16 pairs and adds neighbours: lane 2c holds k0, k1 of column c, lane 2c + 1
+  // k2, k3. The two halves of each column are added once, at the end. Exact: products of
+  // 8-bit values and their pair sums fit i32, with no saturation (unlike vpmaddubsw).
+  bool avx2_int8_tile(const TileMatmulNode* n) const {
+    DType at = n->a.buffer->dtype;
+    return target_.vector_bits >= 256 && (at == DType::U8 || at == DType::I8) && n->cols % 8 == 0 && n->depth % 4 == 0;
+  }
+
+  void emit_avx2_int8_tile(const TileMatmulNode* n) {
+    constexpr int64_t kRows = 4, kCols = 8;
+    bool a_signed = n->a.buffer->dtype == DType::I8;
+    auto* i8 = b_.getInt8Ty();
+    auto* i32 = b_.getInt32Ty();
+    auto* v16i8 = llvm::FixedVectorType::get(i8, 16);
+    auto* v4i8 = llvm::FixedVectorType::get(i8, 4);
+    auto* v16i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 16);
+    auto* v4i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 4);
+    auto* v8i32 = llvm::FixedVectorType::get(i32, 8);
+    llvm::Function* pmadd = llvm::Intrinsic::getDeclaration(&mod_, llvm::Intrinsic::x86_avx2_pmadd_wd);
+    auto base = [&](const TileOperand& o) {
+      return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), expr(o.offset));
+    };
+    llvm::Value* c0 = base(n->c);
+    llvm::Value* a0 = base(n->a);
+    llvm::Value* b0 = base(n->b);
+    std::vector<int> repeat4, even, odd;
+    for (int i = 0; i < 16; ++i) repeat4.push_back(i % 4);
+    for (int i = 0; i < 4; ++i) {
+      even.push_back(2 * i);
+      odd.push_back(2 * i + 1);
+    }
+    std::vector<int> concat;
+    for (int i = 0; i < 8; ++i) concat.push_back(i);
+    for (int64_t r0 = 0; r0 < n->rows; r0 += kRows) {
+      int64_t rows = std::min(kRows, n->rows - r0);
+      for (int64_t j0 = 0; j0 < n->cols; j0 += kCols) {
+        // for g in [0, depth / 4): acc[r][h] += pmadd(A[r0 + r, 4g .. 4g + 3], B[g][j0 + 4h .. + 3][0..3])
+        auto* pre = b_.GetInsertBlock();
+        auto* head = llvm::BasicBlock::Create(ctx_, "i8tile.k", fn_);
+        auto* exit = llvm::BasicBlock::Create(ctx_, "i8tile.done", fn_);
+        b_.CreateBr(head);
+        b_.SetInsertPoint(head);
+        auto* g = b_.CreatePHI(b_.getInt64Ty(), 2, "kgroup");
+        g->addIncoming(b_.getInt64(0), pre);
+        std::vector<llvm::PHINode*> acc;
+        for (int64_t i = 0; i < rows * 2; ++i) {
+          acc.push_back(b_.CreatePHI(v8i32, 2, "acc"));
+          acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), pre);
+        }
+        std::vector<llvm::Value*> bw;
+        for (int64_t h = 0; h < 2; ++h) {
+          llvm::Value* at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64((j0 + 4 * h) * 4));
+          llvm::Value* raw = b_.CreateAlignedLoad(v16i8, b_.CreateInBoundsGEP(i8, b0, at), llvm::Align(1));
+          bw.push_back(b_.CreateSExt(raw, v16i16));
+        }
+        std::vector<llvm::Value*> next;
+        for (int64_t r = 0; r < rows; ++r) {
+          llvm::Value* at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
+          llvm::Value* raw = b_.CreateAlignedLoad(v4i8, b_.CreateInBoundsGEP(i8, a0, at), llvm::Align(1));
+          llvm::Value* wide = a_signed ? b_.CreateSExt(raw, v4i16) : b_.CreateZExt(raw, v4i16);
+          llvm::Value* rep = b_.CreateShuffleVector(wide, repeat4);
+          for (int64_t h = 0; h < 2; ++h)
+            next.push_back(b_.CreateAdd(acc[r * 2 + h], b_.CreateCall(pmadd, {rep, bw[h]})));
+        }
+        auto* g_next = b_.CreateAdd(g, b_.getInt64(1));
+        g->addIncoming(g_next, b_.GetInsertBlock());
+        for (size_t i = 0; i < acc.size(); ++i) acc[i]->addIncoming(next[i], b_.GetInsertBlock());
+        b_.CreateCondBr(b_.CreateICmpSLT(g_next, b_.getInt64(n->depth / 4)), head, exit);
+        b_.SetInsertPoint(exit);
+        for (int64_t r = 0; r < rows; ++r) {
+          // Columns j0 .. j0 + 7: the two pair sums of each, the halves side by side.
+          std::vector<llvm::Value*> half;
+          for (int64_t h = 0; h < 2; ++h)
+            half.push_back(b_.CreateAdd(b_.CreateShuffleVector(next[r * 2 + h], even), b_.CreateShuffleVector(next[r * 2 + h], odd)));
+          llvm::Value* sum = b_.CreateShuffleVector(half[0], half[1], concat);
+          llvm::Value* ptr = b_.CreateInBoundsGEP(i32, c0, b_.getInt64((r0 + r) * n->c.row_stride + j0));
+          if (n->accumulate) sum = b_.CreateAdd(sum, b_.CreateAlignedLoad(v8i32, ptr, llvm::Align(4)));
+          b_.CreateAlignedStore(sum, ptr, llvm::Align(4));
+        }
+      }
+    }
   }
 
   // Without AMX: the product's defining loops (tir/tile.h) over flat views of its buffers.

@@ -45,8 +45,11 @@ bool bf16_tiles(const CompileOptions& o) {
   return o.precision == Precision::BF16 &&
          (codegen::Target::host().has_amx_bf16 || o.emulate_amx || emit_target(o).has_amx_bf16);
 }
+// 8-bit products are tile products wherever they have fast code: AMX, or AVX2's vpmaddwd
+// (codegen/llvm_emit.cpp lowers them for each).
 bool int8_tiles(const CompileOptions& o) {
-  return codegen::Target::host().has_amx_int8 || o.emulate_amx || emit_target(o).has_amx_int8;
+  const codegen::Target& host = codegen::Target::host();
+  return host.has_amx_int8 || host.vector_bits >= 256 || o.emulate_amx || emit_target(o).has_amx_int8;
 }
 
 tir::VectorTarget vector_target(const CompileOptions& o) {

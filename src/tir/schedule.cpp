@@ -59,7 +59,8 @@ struct Hoister {
     std::set<const BufferNode*> stored, loaded;
     buffer_accesses(stmts.front(), &stored, &loaded);
     bool from_constants = stored == std::set<const BufferNode*>{a->buffer.get()} && !loaded.empty();
-    for (auto* b : loaded) from_constants &= constants.count(b) > 0;
+    // (The fill may read what it wrote so far: a sum accumulated in place.)
+    for (auto* b : loaded) from_constants &= constants.count(b) > 0 || b == a->buffer.get();
     // Only a buffer the rest only reads: a register tile initialized from a constant (a conv
     // bias) is then accumulated into, and must start afresh on every run.
     std::set<const BufferNode*> later_stored, later_loaded;
