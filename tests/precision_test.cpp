@@ -275,3 +275,30 @@ TEST(Precision, EmitsAmxAssemblyForSapphireRapids) {
 }
 
 }  // namespace
+
+namespace {
+
+// Attention's products multiply two activations: B is packed into the VNNI layout on every
+// run, per batch and head.
+TEST(Precision, ActivationProductsOnTilesPackBEveryRun) {
+  const int H = 3, M = 20, K = 32, N = 40;
+  std::mt19937 rng(31);
+  Floats A = random_floats(H * M * K, rng), Bv = random_floats(H * K * N, rng);
+  ModelBuilder b;
+  b.input("a", {1, H, M, K});
+  b.input("b", {1, H, K, N});
+  b.node("MatMul", {"a", "b"}, "y");
+  b.output("y", {1, H, M, N});
+  std::string path = b.write("kiln_precision_attention_tiles.onnx");
+  TileRun r = run_on_tiles(path, {tensor({1, H, M, K}, A), tensor({1, H, K, N}, Bv)});
+  EXPECT_NE(r.tir.find("tile_matmul"), std::string::npos) << r.tir;
+  for (int h = 0; h < H; ++h)
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) {
+        double want = 0;
+        for (int k = 0; k < K; ++k) want += double(bf16(A[(h * M + m) * K + k])) * bf16(Bv[(h * K + k) * N + n]);
+        ASSERT_NEAR(r.out.as<float>()[(h * M + m) * N + n], want, 2e-5 * (1 + std::fabs(want))) << h << "," << m << "," << n;
+      }
+}
+
+}  // namespace

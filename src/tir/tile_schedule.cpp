@@ -64,7 +64,7 @@ std::optional<Product> match_term(const Expr& body, DType acc, const BufferSet& 
     p.a = widened_load(x, acc, {DType::U8, DType::I8});
     p.b = widened_load(y, acc, {DType::I8});
   }
-  if (!p.a || !p.b || !constants.count(p.b->buffer.get()) || constants.count(p.a->buffer.get())) return std::nullopt;
+  if (!p.a || !p.b || constants.count(p.a->buffer.get())) return std::nullopt;
   return p;
 }
 
@@ -81,10 +81,19 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   const LoadNode* a = p->a;
   const LoadNode* b = p->b;
   const Var& k = r->axes[0].var;
-  if (b->indices.size() != 2) return nullptr;
-  // B[k, n], or B[n, k] (a Gemm with transB): either way packed into one layout below.
-  bool b_transposed = is_var(b->indices[0], axes[rank - 1]) && is_var(b->indices[1], k);
-  if (!b_transposed && !(is_var(b->indices[0], k) && is_var(b->indices[1], axes[rank - 1]))) return nullptr;
+  size_t b_rank = b->indices.size();
+  if (b_rank < 2 || b_rank > rank) return nullptr;
+  // B[..., k, n], or B[..., n, k] (a Gemm with transB, attention's K^T): either way packed
+  // into one layout below. Its leading dimensions align with dst's last ones before m, n.
+  bool b_transposed = is_var(b->indices[b_rank - 2], axes[rank - 1]) && is_var(b->indices[b_rank - 1], k);
+  if (!b_transposed && !(is_var(b->indices[b_rank - 2], k) && is_var(b->indices[b_rank - 1], axes[rank - 1])))
+    return nullptr;
+  bool b_per_batch = false;
+  for (size_t d = 0; d + 2 < b_rank; ++d) {
+    const Var& axis = axes[rank - b_rank + d];
+    if (is_var(b->indices[d], axis)) b_per_batch = true;
+    else if (!is_zero(b->indices[d])) return nullptr;
+  }
   if (a->indices.size() != rank || !is_var(a->indices[rank - 1], k) || !is_var(a->indices[rank - 2], axes[rank - 2]) ||
       a->buffer->shape[rank - 2] != dst->shape[rank - 2])
     return nullptr;
@@ -100,12 +109,18 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   if (!init_by_column) return nullptr;
   int64_t m = dst->shape[rank - 2], n = dst->shape[rank - 1], kk = r->axes[0].extent;
   DType b_type = b->buffer->dtype;
-  if (kk % (kTileRowBytes / dtype_bytes(a->buffer->dtype))) return nullptr;
+  if (!tile_types_supported(a->buffer->dtype, b_type) || kk % (kTileRowBytes / dtype_bytes(a->buffer->dtype)))
+    return nullptr;
 
-  // B in the VNNI layout (and, with a zero point, its column sums), filled from the constant
-  // only: hoisted out of the kernel and run at compile time.
+  // B in the VNNI layout (and, with a zero point, its column sums). For a constant B the
+  // fills read the constant only and are hoisted out of the kernel, to run at compile time;
+  // an activation B (attention) is packed on every run, per batch index when it has them.
+  bool b_every_run = b_per_batch || !constants.count(b->buffer.get());
   auto b_at = [&](const Expr& kx, const Expr& nx) {
-    return load(b->buffer, b_transposed ? std::vector<Expr>{nx, kx} : std::vector<Expr>{kx, nx});
+    std::vector<Expr> idx(b->indices.begin(), b->indices.end() - 2);
+    idx.push_back(b_transposed ? nx : kx);
+    idx.push_back(b_transposed ? kx : nx);
+    return load(b->buffer, idx);
   };
   Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * n});
   Var pk("vnni_k"), pn("vnni_n");
@@ -148,8 +163,10 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
                                    make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
     body = make_allocate(c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base), apply}));
   }
+  if (b_every_run) body = make_seq({pack, sums, body});
   for (size_t d = batch.size(); d-- > 0;)
     body = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, body);
+  if (b_every_run) return make_allocate(packed, colsum ? make_allocate(colsum, body) : body);
   if (colsum) body = make_allocate(colsum, make_seq({sums, body}));
   return make_allocate(packed, make_seq({pack, body}));
 }
