@@ -181,8 +181,9 @@ struct TileRun {
   std::string tir;  // --dump-ir tir
 };
 
-TileRun run_on_tiles(const std::string& path, const std::vector<kiln::HostTensor>& inputs) {
+TileRun run_on_tiles(const std::string& path, const std::vector<kiln::HostTensor>& inputs, int threads = 1) {
   kiln::CompileOptions o;
+  o.threads = threads;
   o.precision = kiln::Precision::BF16;
   o.emulate_amx = true;
   o.dump_ir = "tir";
@@ -279,7 +280,7 @@ TEST(Precision, EmitsAmxAssemblyForSapphireRapids) {
 namespace {
 
 // Attention's products multiply two activations: B is packed into the VNNI layout on every
-// run, per batch and head.
+// run, per batch and head, on two threads (each head's packing its own).
 TEST(Precision, ActivationProductsOnTilesPackBEveryRun) {
   const int H = 3, M = 20, K = 32, N = 40;
   std::mt19937 rng(31);
@@ -290,7 +291,8 @@ TEST(Precision, ActivationProductsOnTilesPackBEveryRun) {
   b.node("MatMul", {"a", "b"}, "y");
   b.output("y", {1, H, M, N});
   std::string path = b.write("kiln_precision_attention_tiles.onnx");
-  TileRun r = run_on_tiles(path, {tensor({1, H, M, K}, A), tensor({1, H, K, N}, Bv)});
+  TileRun r = run_on_tiles(path, {tensor({1, H, M, K}, A), tensor({1, H, K, N}, Bv)}, 2);
+  EXPECT_NE(r.tir.find("parallel"), std::string::npos) << r.tir;
   EXPECT_NE(r.tir.find("tile_matmul"), std::string::npos) << r.tir;
   for (int h = 0; h < H; ++h)
     for (int m = 0; m < M; ++m)

@@ -115,7 +115,6 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   // B in the VNNI layout (and, with a zero point, its column sums). For a constant B the
   // fills read the constant only and are hoisted out of the kernel, to run at compile time;
   // an activation B (attention) is packed on every run, per batch index when it has them.
-  bool b_every_run = b_per_batch || !constants.count(b->buffer.get());
   auto b_at = [&](const Expr& kx, const Expr& nx) {
     std::vector<Expr> idx(b->indices.begin(), b->indices.end() - 2);
     idx.push_back(b_transposed ? nx : kx);
@@ -163,12 +162,16 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
                                    make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
     body = make_allocate(c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base), apply}));
   }
-  if (b_every_run) body = make_seq({pack, sums, body});
+  // A B that differs per batch index is packed inside the batch loops, into buffers of each
+  // iteration's own (the outer loop may run in parallel); otherwise once, before them.
+  auto with_packing = [&](Stmt s) {
+    if (colsum) s = make_allocate(colsum, make_seq({sums, s}));
+    return make_allocate(packed, make_seq({pack, s}));
+  };
+  if (b_per_batch) body = with_packing(body);
   for (size_t d = batch.size(); d-- > 0;)
     body = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, body);
-  if (b_every_run) return make_allocate(packed, colsum ? make_allocate(colsum, body) : body);
-  if (colsum) body = make_allocate(colsum, make_seq({sums, body}));
-  return make_allocate(packed, make_seq({pack, body}));
+  return b_per_batch ? body : with_packing(body);
 }
 
 }  // namespace kiln::tir
