@@ -25,17 +25,18 @@ struct TileCase {
   PrimFunc func() const {
     Buffer c = make_buffer("C", tile_accumulator(a_type), {m * n});
     Buffer a = make_buffer("A", a_type, {m * k});
-    Buffer b = make_buffer("B", b_type, {k * n});
+    Buffer b = make_buffer("B", b_type, {k * vnni_columns(n)});
     return PrimFunc{"tile_kernel", {c, a, b}, tiled_matmul(c, a, b, m, n, k, accumulate)};
   }
 };
 
-// B [k x n] row-major -> the VNNI packing tiled_matmul reads.
+// B [k x n] row-major -> the VNNI packing tiled_matmul reads (rows of vnni_columns(n)).
 template <typename T>
 std::vector<T> pack_vnni(const std::vector<T>& b, int64_t k, int64_t n, int64_t group) {
-  std::vector<T> out(b.size());
+  int64_t width = vnni_columns(n);
+  std::vector<T> out(k * width, T(0x55));  // padding columns hold junk: they must not matter
   for (int64_t kk = 0; kk < k; ++kk)
-    for (int64_t j = 0; j < n; ++j) out[(kk / group) * n * group + j * group + kk % group] = b[kk * n + j];
+    for (int64_t j = 0; j < n; ++j) out[(kk / group) * width * group + j * group + kk % group] = b[kk * n + j];
   return out;
 }
 
@@ -68,32 +69,30 @@ TEST(Tile, Bf16ProductMatchesItsDefinition) {
 }
 
 TEST(Tile, Int8ProductsAreExact) {
-  for (DType a_type : {DType::U8, DType::I8}) {
-    TileCase tc{20, 24, 128, a_type, DType::I8, false};
-    std::mt19937 rng(5);
-    std::uniform_int_distribution<int> ua(a_type == DType::U8 ? 0 : -128, a_type == DType::U8 ? 255 : 127), ub(-128, 127);
-    std::vector<uint8_t> a(tc.m * tc.k);
-    std::vector<int8_t> b(tc.k * tc.n);
-    for (auto& v : a) v = uint8_t(ua(rng));
-    for (auto& v : b) v = int8_t(ub(rng));
-    std::vector<int32_t> c(tc.m * tc.n, -1);
-    std::vector<int8_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::I8));
-    run(tc.func(), c.data(), a.data(), packed.data());
-    for (int64_t i = 0; i < tc.m; ++i)
-      for (int64_t j = 0; j < tc.n; ++j) {
-        int64_t want = 0;
-        for (int64_t kk = 0; kk < tc.k; ++kk) {
-          int64_t av = a_type == DType::U8 ? int64_t(a[i * tc.k + kk]) : int64_t(int8_t(a[i * tc.k + kk]));
-          want += av * b[kk * tc.n + j];
+  auto value = [](DType t, uint8_t byte) { return t == DType::U8 ? int64_t(byte) : int64_t(int8_t(byte)); };
+  for (DType a_type : {DType::U8, DType::I8})
+    for (DType b_type : {DType::I8, DType::U8}) {
+      TileCase tc{20, 21, 128, a_type, b_type, false};  // 21 columns: a partial 8-column group
+      std::mt19937 rng(5);
+      std::uniform_int_distribution<int> byte(0, 255);
+      std::vector<uint8_t> a(tc.m * tc.k), b(tc.k * tc.n);
+      for (auto& v : a) v = uint8_t(byte(rng));
+      for (auto& v : b) v = uint8_t(byte(rng));
+      std::vector<int32_t> c(tc.m * tc.n, -1);
+      std::vector<uint8_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::I8));
+      run(tc.func(), c.data(), a.data(), packed.data());
+      for (int64_t i = 0; i < tc.m; ++i)
+        for (int64_t j = 0; j < tc.n; ++j) {
+          int64_t want = 0;
+          for (int64_t kk = 0; kk < tc.k; ++kk) want += value(a_type, a[i * tc.k + kk]) * value(b_type, b[kk * tc.n + j]);
+          ASSERT_EQ(c[i * tc.n + j], want) << dtype_name(a_type) << " x " << dtype_name(b_type) << " at " << i << "," << j;
         }
-        ASSERT_EQ(c[i * tc.n + j], want) << dtype_name(a_type) << " at " << i << "," << j;
-      }
-  }
+    }
 }
 
 TEST(Tile, KMustFillTileRows) {
   EXPECT_EQ(TileCase({16, 16, 40, DType::BF16, DType::BF16, false}).func().body, nullptr);
-  EXPECT_EQ(TileCase({16, 16, 64, DType::U8, DType::U8, false}).func().body, nullptr);  // u8 x u8: no instruction
+  EXPECT_EQ(TileCase({16, 16, 64, DType::BF16, DType::I8, false}).func().body, nullptr);  // mixed: no instruction
 }
 
 std::string assembly_for(const TileCase& tc, const codegen::Target& target) {
@@ -111,6 +110,8 @@ TEST(Tile, AmxTargetGetsTileInstructions) {
   EXPECT_NE(bf16.find("%tmm7"), std::string::npos);
   EXPECT_EQ(bf16.find("tilestored\t%tmm0, -"), std::string::npos) << "a tile spilled to the stack";
   EXPECT_NE(assembly_for({16, 16, 64, DType::U8, DType::I8, false}, spr).find("tdpbusd"), std::string::npos);
+  EXPECT_NE(assembly_for({16, 16, 64, DType::I8, DType::U8, false}, spr).find("tdpbsud"), std::string::npos);
+  EXPECT_NE(assembly_for({16, 16, 64, DType::U8, DType::U8, false}, spr).find("tdpbuud"), std::string::npos);
   std::string s8 = assembly_for({16, 16, 64, DType::I8, DType::I8, false}, spr);
   EXPECT_NE(s8.find("tdpbssd"), std::string::npos);
   EXPECT_NE(s8.find("tilezero"), std::string::npos);

@@ -566,7 +566,8 @@ class Emitter {
   std::unordered_map<std::string, llvm::Function*> tile_fns_;
 
   void emit_amx_tile(const TileMatmulNode* n) {
-    std::string key = "kiln_tile_" + std::string(dtype_name(n->a.buffer->dtype)) + "_" + std::to_string(n->rows) + "x" +
+    std::string key = "kiln_tile_" + std::string(dtype_name(n->a.buffer->dtype)) + dtype_name(n->b.buffer->dtype) + "_" +
+                      std::to_string(n->rows) + "x" +
                       std::to_string(n->cols) + "x" + std::to_string(n->depth) + (n->accumulate ? "_acc" : "") + "_s" +
                       std::to_string(n->c.row_stride) + "_" + std::to_string(n->a.row_stride) + "_" +
                       std::to_string(n->b.row_stride);
@@ -616,9 +617,12 @@ class Emitter {
         c[r][q] = n->accumulate ? call(llvm::Intrinsic::x86_tileloadd64_internal,
                                        {i16(row_sizes[r]), i16(col_sizes[q] * 4), c_at(r, q), stride(n->c)})
                                 : call(llvm::Intrinsic::x86_tilezero_internal, {i16(row_sizes[r]), i16(col_sizes[q] * 4)});
+    bool b_unsigned = n->b.buffer->dtype == DType::U8;
     llvm::Intrinsic::ID dot = at == DType::BF16 ? llvm::Intrinsic::x86_tdpbf16ps_internal
-                              : at == DType::U8 ? llvm::Intrinsic::x86_tdpbusd_internal
-                                                : llvm::Intrinsic::x86_tdpbssd_internal;
+                              : at == DType::U8 ? (b_unsigned ? llvm::Intrinsic::x86_tdpbuud_internal
+                                                              : llvm::Intrinsic::x86_tdpbusd_internal)
+                                                : (b_unsigned ? llvm::Intrinsic::x86_tdpbsud_internal
+                                                              : llvm::Intrinsic::x86_tdpbssd_internal);
     for (int64_t s = 0; s < n->depth / step; ++s) {
       std::vector<llvm::Value*> a, b;
       for (size_t r = 0; r < row_sizes.size(); ++r)
@@ -652,12 +656,14 @@ class Emitter {
   // 8-bit values and their pair sums fit i32, with no saturation (unlike vpmaddubsw).
   bool avx2_int8_tile(const TileMatmulNode* n) const {
     DType at = n->a.buffer->dtype;
-    return target_.vector_bits >= 256 && (at == DType::U8 || at == DType::I8) && n->cols % 8 == 0 && n->depth % 4 == 0;
+    // Partial 8-column groups read B's padding columns (tir::vnni_columns), never stored.
+    return target_.vector_bits >= 256 && (at == DType::U8 || at == DType::I8) && n->b.buffer->dtype != DType::BF16 &&
+           n->b.row_stride % 32 == 0 && n->depth % 4 == 0;
   }
 
   void emit_avx2_int8_tile(const TileMatmulNode* n) {
     constexpr int64_t kRows = 4, kCols = 8;
-    bool a_signed = n->a.buffer->dtype == DType::I8;
+    bool a_signed = n->a.buffer->dtype == DType::I8, b_unsigned = n->b.buffer->dtype == DType::U8;
     auto* i8 = b_.getInt8Ty();
     auto* i32 = b_.getInt32Ty();
     auto* v16i8 = llvm::FixedVectorType::get(i8, 16);
@@ -700,7 +706,7 @@ class Emitter {
         for (int64_t h = 0; h < 2; ++h) {
           llvm::Value* at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64((j0 + 4 * h) * 4));
           llvm::Value* raw = b_.CreateAlignedLoad(v16i8, b_.CreateInBoundsGEP(i8, b0, at), llvm::Align(1));
-          bw.push_back(b_.CreateSExt(raw, v16i16));
+          bw.push_back(b_unsigned ? b_.CreateZExt(raw, v16i16) : b_.CreateSExt(raw, v16i16));
         }
         std::vector<llvm::Value*> next;
         for (int64_t r = 0; r < rows; ++r) {
@@ -723,8 +729,18 @@ class Emitter {
             half.push_back(b_.CreateAdd(b_.CreateShuffleVector(next[r * 2 + h], even), b_.CreateShuffleVector(next[r * 2 + h], odd)));
           llvm::Value* sum = b_.CreateShuffleVector(half[0], half[1], concat);
           llvm::Value* ptr = b_.CreateInBoundsGEP(i32, c0, b_.getInt64((r0 + r) * n->c.row_stride + j0));
-          if (n->accumulate) sum = b_.CreateAdd(sum, b_.CreateAlignedLoad(v8i32, ptr, llvm::Align(4)));
-          b_.CreateAlignedStore(sum, ptr, llvm::Align(4));
+          int64_t width = std::min(kCols, n->cols - j0);
+          if (width == kCols) {
+            if (n->accumulate) sum = b_.CreateAdd(sum, b_.CreateAlignedLoad(v8i32, ptr, llvm::Align(4)));
+            b_.CreateAlignedStore(sum, ptr, llvm::Align(4));
+            continue;
+          }
+          for (int64_t j = 0; j < width; ++j) {  // the valid columns of a partial group
+            llvm::Value* at = b_.CreateConstInBoundsGEP1_64(i32, ptr, uint64_t(j));
+            llvm::Value* v = b_.CreateExtractElement(sum, uint64_t(j));
+            if (n->accumulate) v = b_.CreateAdd(v, b_.CreateAlignedLoad(i32, at, llvm::Align(4)));
+            b_.CreateAlignedStore(v, at, llvm::Align(4));
+          }
         }
       }
     }

@@ -8,7 +8,8 @@ DType tile_accumulator(DType a) { return a == DType::BF16 ? DType::F32 : DType::
 
 bool tile_types_supported(DType a, DType b) {
   if (a == DType::BF16) return b == DType::BF16;
-  return (a == DType::U8 || a == DType::I8) && b == DType::I8;
+  auto byte = [](DType t) { return t == DType::U8 || t == DType::I8; };
+  return byte(a) && byte(b);  // tdpbssd, tdpbsud, tdpbusd, tdpbuud
 }
 
 Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group) {
@@ -54,7 +55,8 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
       Expr row = make_int(r.start) + Expr(bi) * make_int(block_rows), col = make_int(w.start) + Expr(bj) * make_int(block_cols);
       auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, c_base + row * make_int(n) + col, n},
                                                    TileOperand{a, a_base + row * make_int(k), k},
-                                                   TileOperand{b, col * make_int(g), n * g}, r.size, w.size, k, accumulate);
+                                                   TileOperand{b, col * make_int(g), vnni_columns(n) * g}, r.size, w.size, k,
+                                                   accumulate);
       parts.push_back(make_for(bi, make_int(0), make_int(r.count), ForKind::Serial,
                                make_for(bj, make_int(0), make_int(w.count), ForKind::Serial, tile)));
     }

@@ -23,14 +23,19 @@ DType tile_accumulator(DType a);
 // Whether `a` x `b` is a product tiles compute (bf16 x bf16, u8/s8 x s8).
 bool tile_types_supported(DType a, DType b);
 
-// Index of element (k, n) of a K x N matrix in its VNNI packing [K / g][N][g] (K a multiple of g).
+// Columns a packed B row holds for N columns: N rounded up to 8, so that 8-column vector
+// reads of the last columns stay inside the row (the extra columns are never stored).
+inline int64_t vnni_columns(int64_t n) { return (n + 7) / 8 * 8; }
+// Index of element (k, n) of a K x N matrix in its VNNI packing [K / g][N'][g] (K a multiple
+// of g, N' = vnni_columns(N) passed as n_extent).
 Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group);
 
 // The tile product as plain loops over flat (1-D) views of its buffers: its definition, and
 // the code for targets without tile instructions.
 Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buffer& a_flat, const Buffer& b_flat);
 
-// C[M x N] (=, or += with `accumulate`) A[M x K] * B, B packed by vnni_index, all row-major
+// C[M x N] (=, or += with `accumulate`) A[M x K] * B, B packed by vnni_index with
+// vnni_columns(N) columns per row (K / g x N' x g elements), all row-major
 // and addressed flat from element offsets `c_base` / `a_base`, as one tile product per 32 x 32
 // block of C (2 x 2 tiles; smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
 // values). Returns null when the types or K do not fit.

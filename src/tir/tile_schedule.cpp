@@ -68,6 +68,89 @@ std::optional<Product> match_term(const Expr& body, DType acc, const BufferSet& 
   return p;
 }
 
+// The pointwise-convolution form, NCHW: dst[n, m, s...] = init(m) + sum_k W[m, k, 0...] *
+// (X[n, k, s...] - zx): per image a product C[M x P] = W[M x K] x X[n][K x P] over the P
+// spatial positions, with the weights as the tiles' A (constant, row-major already) and the
+// image packed into the VNNI layout as B on every run; zx comes out as zx times W's row sums.
+Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const Product& p,
+                const Epilogue& epilogue, const BufferSet& constants) {
+  size_t rank = axes.size();
+  const LoadNode* x = p.a;  // the activation
+  const LoadNode* w = p.b;  // the constant
+  const Var& k = r->axes[0].var;
+  if (rank < 3 || x->indices.size() != rank || !constants.count(w->buffer.get()) || w->indices.size() < 2) return nullptr;
+  if (!is_var(x->indices[0], axes[0]) || !is_var(x->indices[1], k) || x->buffer->shape[0] != dst->shape[0]) return nullptr;
+  for (size_t d = 2; d < rank; ++d)
+    if (!is_var(x->indices[d], axes[d]) || x->buffer->shape[d] != dst->shape[d]) return nullptr;
+  if (!is_var(w->indices[0], axes[1]) || !is_var(w->indices[1], k)) return nullptr;
+  for (size_t d = 2; d < w->indices.size(); ++d)
+    if (!is_zero(w->indices[d]) || w->buffer->shape[d] != 1) return nullptr;
+  bool init_by_row = true;
+  if (r->init.defined())
+    visit(r->init, [&](const Expr& e) {
+      if (e.kind() == ExprKind::Var && !is_var(e, axes[1])) init_by_row = false;
+    });
+  DType a_type = w->buffer->dtype, b_type = x->buffer->dtype;
+  int64_t m = dst->shape[1], kk = r->axes[0].extent, pixels = 1;
+  for (size_t d = 2; d < rank; ++d) pixels *= dst->shape[d];
+  if (!init_by_row || !tile_types_supported(a_type, b_type) || kk % (kTileRowBytes / dtype_bytes(a_type))) return nullptr;
+
+  // Spatial indices of flat position `q` (row-major over dst's spatial dims).
+  auto spatial = [&](const Expr& q) {
+    std::vector<Expr> idx(rank - 2);
+    Expr rest = q;
+    for (size_t d = rank; d-- > 2;) {
+      idx[d - 2] = rest % make_int(dst->shape[d]);
+      rest = rest / make_int(dst->shape[d]);
+    }
+    return idx;
+  };
+  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * vnni_columns(pixels)});
+  Var pk("vnni_k"), pq("vnni_p");
+  std::vector<Expr> x_at{axes[0], pk};
+  for (auto& e : spatial(pq)) x_at.push_back(e);
+  Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
+                       make_for(pq, make_int(0), make_int(pixels), ForKind::Serial,
+                                make_store(packed, {vnni_index(pk, pq, vnni_columns(pixels), vnni_group(a_type))},
+                                           load(x->buffer, x_at))));
+  Buffer rowsum;
+  Stmt sums;
+  if (!is_zero(p.a_zero_point)) {
+    rowsum = make_buffer(dst->name + "_rowsum", DType::I32, {m});
+    Var sm("rowsum_m"), sk("rowsum_k");
+    std::vector<Expr> w_at{sm, sk};
+    for (size_t d = 2; d < w->indices.size(); ++d) w_at.push_back(make_int(0));
+    sums = make_for(sm, make_int(0), make_int(m), ForKind::Serial,
+                    make_seq({make_store(rowsum, {Expr(sm)}, make_int(0, DType::I32)),
+                              make_for(sk, make_int(0), make_int(kk), ForKind::Serial,
+                                       make_store(rowsum, {Expr(sm)},
+                                                  load(rowsum, {Expr(sm)}) + cast(DType::I32, load(w->buffer, w_at))))}));
+  }
+  Expr image = Expr(axes[0]) * make_int(m * pixels);
+  bool direct = !epilogue.value.defined() && dst->dtype == r->dtype && is_zero(r->init) && !rowsum;
+  Stmt per_image;
+  if (direct) {
+    per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0));
+  } else {
+    Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * pixels});
+    Expr q = make_int(0);
+    for (size_t d = 2; d < rank; ++d) q = q * make_int(dst->shape[d]) + axes[d];
+    Expr result = load(c, {Expr(axes[1]) * make_int(pixels) + q});
+    if (r->init.defined() && !is_zero(r->init)) result = r->init + result;
+    if (rowsum) result = result - cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])});
+    Expr value = epilogue.value.defined() ? substitute(epilogue.value, {{epilogue.result.as<VarNode>(), result}})
+                                          : cast(dst->dtype, result);
+    Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value);
+    for (size_t d = rank; d-- > 1;) apply = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, apply);
+    per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0)),
+                                           apply}));
+  }
+  // Each image packs into its own buffer (the image loop may run in parallel).
+  Stmt body = make_for(axes[0], make_int(0), make_int(dst->shape[0]), ForKind::Serial,
+                       make_allocate(packed, make_seq({pack, per_image})));
+  return rowsum ? make_allocate(rowsum, make_seq({sums, body})) : body;
+}
+
 }  // namespace
 
 Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const VectorTarget& target,
@@ -78,6 +161,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
     return nullptr;
   std::optional<Product> p = match_term(r->body, r->dtype, constants);
   if (!p) return nullptr;
+  if (Stmt conv = conv_tiles(dst, axes, r, *p, epilogue, constants)) return conv;
   const LoadNode* a = p->a;
   const LoadNode* b = p->b;
   const Var& k = r->axes[0].var;
@@ -121,11 +205,11 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
     idx.push_back(b_transposed ? kx : nx);
     return load(b->buffer, idx);
   };
-  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * n});
+  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * vnni_columns(n)});
   Var pk("vnni_k"), pn("vnni_n");
   Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
                        make_for(pn, make_int(0), make_int(n), ForKind::Serial,
-                                make_store(packed, {vnni_index(pk, pn, n, vnni_group(b_type))}, b_at(pk, pn))));
+                                make_store(packed, {vnni_index(pk, pn, vnni_columns(n), vnni_group(b_type))}, b_at(pk, pn))));
   Buffer colsum;
   Stmt sums;
   if (!is_zero(p->a_zero_point)) {

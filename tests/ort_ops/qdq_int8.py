@@ -72,6 +72,18 @@ def projections():
     return nodes, [const("w1", 128, 64, scale=0.1), const("w2", 64, 40, scale=0.2)], [2, 20, 128], [2, 20, 40]
 
 
+def pointwise():
+    """1x1 convolutions (ResNet's bottlenecks): per image a tile product of the weights and the
+    image, 100 pixels (a partial 8-column group)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["y"]),
+    ]
+    return nodes, [const("w1", 64, 64, 1, 1, scale=0.1), const("b1", 64), const("w2", 16, 64, 1, 1, scale=0.1),
+                   const("b2", 16)], [1, 64, 10, 10], [1, 16, 10, 10]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -142,6 +154,7 @@ def check(name, build, fused_ops, tiles=0):
 results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("attention", attention, {"QLinearMatMul": 2}),
            check("gemms", gemms, {"QLinearMatMul": 2}),
-           check("projections", projections, {"QLinearMatMul": 2}, tiles=2)]
+           check("projections", projections, {"QLinearMatMul": 2}, tiles=2),
+           check("pointwise", pointwise, {"QLinearConv": 2}, tiles=2)]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)
