@@ -1,5 +1,6 @@
 #include "tir/tile_schedule.h"
 
+#include <functional>
 #include <optional>
 
 #include "tir/tile.h"
@@ -32,6 +33,33 @@ Expr flat_offset(const std::vector<Expr>& index, const Shape& shape) {
   Expr off = make_int(0);
   for (size_t d = 0; d < index.size(); ++d) off = off * make_int(shape[d]) + index[d];
   return off;
+}
+
+// Whether `e` (undefined counts) uses no variable other than `v`.
+bool uses_only(const Expr& e, const Var& v) {
+  bool only = true;
+  if (e.defined())
+    visit(e, [&](const Expr& x) { only &= x.kind() != ExprKind::Var || is_var(x, v); });
+  return only;
+}
+
+// sums[i] = sum over k < depth of i32(element(i, k)), for i < count: the zero-point
+// corrections' operand sums (a fill reading only the operand, so hoisted when it is constant).
+Stmt operand_sums(const Buffer& sums, int64_t count, int64_t depth, const std::function<Expr(Expr, Expr)>& element) {
+  Var i(sums->name + "_i"), k(sums->name + "_k");
+  return make_for(i, make_int(0), make_int(count), ForKind::Serial,
+                  make_seq({make_store(sums, {Expr(i)}, make_int(0, DType::I32)),
+                            make_for(k, make_int(0), make_int(depth), ForKind::Serial,
+                                     make_store(sums, {Expr(i)}, load(sums, {Expr(i)}) + cast(DType::I32, element(i, k))))}));
+}
+
+// The value stored for one output from its tile product `product`: plus the reduction's initial
+// value, minus the zero-point correction (when defined), through the stage's epilogue.
+Expr finish(Expr product, const ReduceNode* r, const Expr& correction, const Epilogue& epilogue, DType dst_type) {
+  if (r->init.defined() && !is_zero(r->init)) product = r->init + product;
+  if (correction.defined()) product = product - correction;
+  return epilogue.value.defined() ? substitute(epilogue.value, {{epilogue.result.as<VarNode>(), product}})
+                                  : cast(dst_type, product);
 }
 
 // The two operands of a tile-shaped product term, A's zero point for the int8 form.
@@ -85,15 +113,10 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   if (!is_var(w->indices[0], axes[1]) || !is_var(w->indices[1], k)) return nullptr;
   for (size_t d = 2; d < w->indices.size(); ++d)
     if (!is_zero(w->indices[d]) || w->buffer->shape[d] != 1) return nullptr;
-  bool init_by_row = true;
-  if (r->init.defined())
-    visit(r->init, [&](const Expr& e) {
-      if (e.kind() == ExprKind::Var && !is_var(e, axes[1])) init_by_row = false;
-    });
   DType a_type = w->buffer->dtype, b_type = x->buffer->dtype;
   int64_t m = dst->shape[1], kk = r->axes[0].extent, pixels = 1;
   for (size_t d = 2; d < rank; ++d) pixels *= dst->shape[d];
-  if (!init_by_row || !tile_types_supported(a_type, b_type) || kk % (kTileRowBytes / dtype_bytes(a_type))) return nullptr;
+  if (!uses_only(r->init, axes[1]) || !tile_types_supported(a_type, b_type) || kk % (kTileRowBytes / dtype_bytes(a_type))) return nullptr;
 
   // Spatial indices of flat position `q` (row-major over dst's spatial dims).
   auto spatial = [&](const Expr& q) {
@@ -117,14 +140,11 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   Stmt sums;
   if (!is_zero(p.a_zero_point)) {
     rowsum = make_buffer(dst->name + "_rowsum", DType::I32, {m});
-    Var sm("rowsum_m"), sk("rowsum_k");
-    std::vector<Expr> w_at{sm, sk};
-    for (size_t d = 2; d < w->indices.size(); ++d) w_at.push_back(make_int(0));
-    sums = make_for(sm, make_int(0), make_int(m), ForKind::Serial,
-                    make_seq({make_store(rowsum, {Expr(sm)}, make_int(0, DType::I32)),
-                              make_for(sk, make_int(0), make_int(kk), ForKind::Serial,
-                                       make_store(rowsum, {Expr(sm)},
-                                                  load(rowsum, {Expr(sm)}) + cast(DType::I32, load(w->buffer, w_at))))}));
+    sums = operand_sums(rowsum, m, kk, [&](Expr row, Expr kx) {
+      std::vector<Expr> w_at{row, kx};
+      w_at.resize(w->indices.size(), make_int(0));
+      return load(w->buffer, w_at);
+    });
   }
   Expr image = Expr(axes[0]) * make_int(m * pixels);
   bool direct = !epilogue.value.defined() && dst->dtype == r->dtype && is_zero(r->init) && !rowsum;
@@ -135,11 +155,8 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
     Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * pixels});
     Expr q = make_int(0);
     for (size_t d = 2; d < rank; ++d) q = q * make_int(dst->shape[d]) + axes[d];
-    Expr result = load(c, {Expr(axes[1]) * make_int(pixels) + q});
-    if (r->init.defined() && !is_zero(r->init)) result = r->init + result;
-    if (rowsum) result = result - cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])});
-    Expr value = epilogue.value.defined() ? substitute(epilogue.value, {{epilogue.result.as<VarNode>(), result}})
-                                          : cast(dst->dtype, result);
+    Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
+    Expr value = finish(load(c, {Expr(axes[1]) * make_int(pixels) + q}), r, correction, epilogue, dst->dtype);
     Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value);
     for (size_t d = rank; d-- > 1;) apply = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, apply);
     per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0)),
@@ -185,12 +202,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   for (size_t d = 0; d + 2 < rank; ++d)
     if (!is_var(a->indices[d], axes[d]) && !is_zero(a->indices[d])) return nullptr;
   // The initial value may depend on the column only (a bias).
-  bool init_by_column = true;
-  if (r->init.defined())
-    visit(r->init, [&](const Expr& e) {
-      if (e.kind() == ExprKind::Var && !is_var(e, axes[rank - 1])) init_by_column = false;
-    });
-  if (!init_by_column) return nullptr;
+  if (!uses_only(r->init, axes[rank - 1])) return nullptr;
   int64_t m = dst->shape[rank - 2], n = dst->shape[rank - 1], kk = r->axes[0].extent;
   DType b_type = b->buffer->dtype;
   if (!tile_types_supported(a->buffer->dtype, b_type) || kk % (kTileRowBytes / dtype_bytes(a->buffer->dtype)))
@@ -214,12 +226,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   Stmt sums;
   if (!is_zero(p->a_zero_point)) {
     colsum = make_buffer(dst->name + "_colsum", DType::I32, {n});
-    Var sn("colsum_n"), sk("colsum_k");
-    sums = make_for(sn, make_int(0), make_int(n), ForKind::Serial,
-                    make_seq({make_store(colsum, {Expr(sn)}, make_int(0, DType::I32)),
-                              make_for(sk, make_int(0), make_int(kk), ForKind::Serial,
-                                       make_store(colsum, {Expr(sn)},
-                                                  load(colsum, {Expr(sn)}) + cast(DType::I32, b_at(sk, sn))))}));
+    sums = operand_sums(colsum, n, kk, [&](Expr column, Expr kx) { return b_at(kx, column); });
   }
 
   // One m x n product per index of the leading (batch) dimensions.
@@ -236,11 +243,8 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
     // The products into a scratch m x n block, then per element: the initial value, the
     // zero-point correction and the epilogue.
     Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * n});
-    Expr result = load(c, {row * make_int(n) + col});
-    if (r->init.defined() && !is_zero(r->init)) result = r->init + result;
-    if (colsum) result = result - cast(DType::I32, p->a_zero_point) * load(colsum, {col});
-    Expr value = epilogue.value.defined() ? substitute(epilogue.value, {{epilogue.result.as<VarNode>(), result}})
-                                          : cast(dst->dtype, result);
+    Expr correction = colsum ? cast(DType::I32, p->a_zero_point) * load(colsum, {col}) : Expr();
+    Expr value = finish(load(c, {row * make_int(n) + col}), r, correction, epilogue, dst->dtype);
     Stmt apply = make_for(axes[rank - 2], make_int(0), make_int(m), ForKind::Serial,
                           make_for(axes[rank - 1], make_int(0), make_int(n), ForKind::Serial,
                                    make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
