@@ -73,6 +73,8 @@ class Emitter {
   // Set while emitting the body of a vectorized loop: its variable and lane count.
   const VarNode* vec_var_ = nullptr;
   int lanes_ = 0;
+  // The AMX function of each distinct tile product, shared by every kernel of the module.
+  std::unordered_map<std::string, llvm::Function*> tile_fns_;
 
   // Type of a value of `t` in registers. f16/bf16 are computed in f32.
   llvm::Type* value_type(DType t) {
@@ -563,8 +565,6 @@ class Emitter {
   // with the three tile pointers. A function's tile registers have one shape each (one
   // ldtilecfg), so products of different shapes in one function would compete for the eight
   // registers; apart, each gets all eight.
-  std::unordered_map<std::string, llvm::Function*> tile_fns_;
-
   void emit_amx_tile(const TileMatmulNode* n) {
     std::string key = "kiln_tile_" + std::string(dtype_name(n->a.buffer->dtype)) + dtype_name(n->b.buffer->dtype) + "_" +
                       std::to_string(n->rows) + "x" +

@@ -138,13 +138,11 @@ Prepared prepare(const Args& a) {
     }
     p.inputs = std::move(files);
   }
-  auto t0 = std::chrono::steady_clock::now();
   p.model = std::make_unique<Model>(Model::compile_file(a.model, p.opts));
   if (!a.has("inputs")) {
     std::mt19937 rng(1234);
     for (auto& info : p.model->inputs()) p.inputs.push_back(random_tensor(info, rng));
   }
-  (void)t0;
   return p;
 }
 
