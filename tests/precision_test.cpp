@@ -74,6 +74,26 @@ kiln::Model compile(const std::string& path, kiln::Precision p) {
   return kiln::Model::compile_file(path, o);
 }
 
+// `batches` products A[b] (M x K) times B (K x N: one per batch when `b_batched`, else shared),
+// both operands rounded to bf16 and accumulated in double; row-major.
+std::vector<double> bf16_product(const Floats& a, const Floats& b, int batches, int M, int K, int N, bool b_batched) {
+  std::vector<double> out(size_t(batches) * M * N, 0.0);
+  for (int t = 0; t < batches; ++t)
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n)
+        for (int k = 0; k < K; ++k)
+          out[(size_t(t) * M + m) * N + n] +=
+              double(bf16(a[(size_t(t) * M + m) * K + k])) * bf16(b[(b_batched ? size_t(t) * K * N : 0) + k * N + n]);
+  return out;
+}
+
+// Each element of `got` within f32-accumulation accuracy of `want`.
+void expect_close(const kiln::HostTensor& got, const std::vector<double>& want) {
+  ASSERT_EQ(got.numel(), int64_t(want.size()));
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_NEAR(got.as<float>()[i], want[i], 2e-5 * (1 + std::fabs(want[i]))) << "element " << i;
+}
+
 // Checks `got` against `want` to f32-accumulation accuracy, and that `other` (the model in the
 // other precision) differs from `want` somewhere by more than that: the rounding is visible.
 void expect_matches_and_differs(const kiln::HostTensor& got, const std::vector<double>& want,
@@ -126,11 +146,7 @@ TEST(Precision, ProductOfTwoInputsRoundsBoth) {
   std::string path = b.write("kiln_precision_inputs.onnx");
   auto run = [&](kiln::Precision p) { return compile(path, p).run({tensor({M, K}, A), tensor({K, N}, B)})[0]; };
   kiln::HostTensor y16 = run(kiln::Precision::BF16), y32 = run(kiln::Precision::FP32);
-  std::vector<double> want(M * N, 0.0);
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n)
-      for (int k = 0; k < K; ++k) want[m * N + n] += double(bf16(A[m * K + k])) * bf16(B[k * N + n]);
-  expect_matches_and_differs(y16, want, y32);
+  expect_matches_and_differs(y16, bf16_product(A, B, 1, M, K, N, false), y32);
 }
 
 // Conv with bias: x and w rounded, the bias added in f32.
@@ -169,9 +185,6 @@ TEST(Precision, ConvKeepsItsBiasInF32) {
   expect_matches_and_differs(y16, want, y32);
 }
 
-}  // namespace
-
-namespace {
 
 // The AMX path scheduled on any CPU (CompileOptions::emulate_amx): bf16 operands stored as
 // bf16, B packed in the VNNI layout at compile time, tile products (run here as loops when the
@@ -205,13 +218,7 @@ TEST(Precision, BatchedMatMulOnTilesMatchesRoundedOperands) {
   TileRun r = run_on_tiles(b.write("kiln_precision_tiles.onnx"), {tensor({B, M, K}, X)});
   EXPECT_NE(r.tir.find("tile_matmul 32x32x64"), std::string::npos) << r.tir;
   EXPECT_NE(r.tir.find("tile_matmul 3x8x64"), std::string::npos) << r.tir;
-  for (int bb = 0; bb < B; ++bb)
-    for (int m = 0; m < M; ++m)
-      for (int n = 0; n < N; ++n) {
-        double want = 0;
-        for (int k = 0; k < K; ++k) want += double(bf16(X[(bb * M + m) * K + k])) * bf16(W[k * N + n]);
-        ASSERT_NEAR(r.out.as<float>()[(bb * M + m) * N + n], want, 2e-5 * (1 + std::fabs(want))) << bb << "," << m << "," << n;
-      }
+  expect_close(r.out, bf16_product(X, W, B, M, K, N, false));
 }
 
 TEST(Precision, GemmOnTilesAppliesBiasAndActivationAfter) {
@@ -231,18 +238,15 @@ TEST(Precision, GemmOnTilesAppliesBiasAndActivationAfter) {
   b.output("y", {M, N});
   TileRun r = run_on_tiles(b.write("kiln_precision_gemm_tiles.onnx"), {tensor({M, K}, X)});
   EXPECT_NE(r.tir.find("tile_matmul"), std::string::npos) << r.tir;
+  Floats w_kn(K * N);  // W is [N, K] (transB)
+  for (int k = 0; k < K; ++k)
+    for (int n = 0; n < N; ++n) w_kn[k * N + n] = W[n * K + k];
+  std::vector<double> want = bf16_product(X, w_kn, 1, M, K, N, false);
   for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n) {
-      double want = C[n];
-      for (int k = 0; k < K; ++k) want += double(bf16(X[m * K + k])) * bf16(W[n * K + k]);
-      want = std::max(want, 0.0);
-      ASSERT_NEAR(r.out.as<float>()[m * N + n], want, 2e-5 * (1 + std::fabs(want))) << m << "," << n;
-    }
+    for (int n = 0; n < N; ++n) want[m * N + n] = std::max(want[m * N + n] + C[n], 0.0);
+  expect_close(r.out, want);
 }
 
-}  // namespace
-
-namespace {
 
 // A model compiled here for a Sapphire Rapids machine: the emitted assembly multiplies on AMX
 // tiles, while the model compiled alongside still runs here (tile products as loops).
@@ -265,19 +269,11 @@ TEST(Precision, EmitsAmxAssemblyForSapphireRapids) {
   std::string assembly((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   for (const char* insn : {"ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored"})
     EXPECT_NE(assembly.find(insn), std::string::npos) << insn;
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n) {
-      double want = 0;
-      for (int k = 0; k < K; ++k) want += double(bf16(X[m * K + k])) * bf16(W[k * N + n]);
-      ASSERT_NEAR(y.as<float>()[m * N + n], want, 2e-5 * (1 + std::fabs(want)));
-    }
+  expect_close(y, bf16_product(X, W, 1, M, K, N, false));
   o.emit_target = "arm";
   EXPECT_THROW(kiln::Model::compile_file(path, o), kiln::Error);
 }
 
-}  // namespace
-
-namespace {
 
 // Attention's products multiply two activations: B is packed into the VNNI layout on every
 // run, per batch and head, on two threads (each head's packing its own).
@@ -294,13 +290,7 @@ TEST(Precision, ActivationProductsOnTilesPackBEveryRun) {
   TileRun r = run_on_tiles(path, {tensor({1, H, M, K}, A), tensor({1, H, K, N}, Bv)}, 2);
   EXPECT_NE(r.tir.find("parallel"), std::string::npos) << r.tir;
   EXPECT_NE(r.tir.find("tile_matmul"), std::string::npos) << r.tir;
-  for (int h = 0; h < H; ++h)
-    for (int m = 0; m < M; ++m)
-      for (int n = 0; n < N; ++n) {
-        double want = 0;
-        for (int k = 0; k < K; ++k) want += double(bf16(A[(h * M + m) * K + k])) * bf16(Bv[(h * K + k) * N + n]);
-        ASSERT_NEAR(r.out.as<float>()[(h * M + m) * N + n], want, 2e-5 * (1 + std::fabs(want))) << h << "," << m << "," << n;
-      }
+  expect_close(r.out, bf16_product(A, Bv, H, M, K, N, true));
 }
 
 }  // namespace
