@@ -31,7 +31,7 @@ struct CompileOptions {
   std::map<std::string, HostTensor> input_values;
   int threads = 1;
   int opt_level = 2;
-  // Print the graph after this pass ("import", "canonicalize", "fold", "dce", "final") or "all",
+  // Print the graph after this pass ("import", "canonicalize", "qdq", "fold", "dce", "final") or "all",
   // and the loop IR of every kernel with "tir".
   std::string dump_ir;
   bool print_timing = false;               // per-pass timing on the log

@@ -29,7 +29,7 @@ const char* kRunHelp =
     "  --shape NAME=DIMS   shape of a graph input with symbolic dims (default for a symbolic dim: 1)\n"
     "  --save-outputs DIR  write output_0.pb, output_1.pb, ...\n"
     "  --threads N         worker threads (default 1)\n"
-    "  --dump-ir PASS      print the graph after PASS (import, canonicalize, fold, dce, final, all)\n"
+    "  --dump-ir PASS      print the graph after PASS (import, canonicalize, qdq, fold, dce, final, all)\n"
     "                      or every kernel's loop IR (tir)\n"
     "  --timing            print the time of each compiler pass\n"
     "  --emit FILE         also write the generated code: FILE.s assembly, FILE.ll LLVM IR, else an object file\n"
