@@ -3,6 +3,8 @@
 #include "codegen/jit.h"
 #include "tir/equivalence.h"
 #include "tir/lower.h"
+#include "tir/partition.h"
+#include "tir/schedule_steps.h"
 
 using namespace kiln;
 using namespace kiln::tir;
@@ -47,4 +49,132 @@ TEST(Tir, EquivalenceIgnoresNamesOnly) {
   EXPECT_EQ(equivalence_key(base), equivalence_key(kernel("layer7", 4, 2.0)));
   EXPECT_FALSE(equivalent(base, kernel("x", 5, 2.0)));
   EXPECT_FALSE(equivalent(base, kernel("x", 4, 3.0)));
+}
+
+namespace {
+
+Expr in_range(const Expr& x, int64_t n) { return ge(x, make_int(0)) && lt(x, make_int(n)); }
+Expr clamp(const Expr& x, int64_t n) { return binary(BinOp::Max, make_int(0), binary(BinOp::Min, make_int(n - 1), x)); }
+
+// A zero-padded copy of a [c, n, n] tensor, one element of padding on each side of the
+// spatial dimensions, written as ops/conv does: guarded reads at clamped positions.
+Tensor padded(const Tensor& a, bool materialized) {
+  int64_t n = a.dim(1);
+  auto f = [&](const std::vector<Var>& i) {
+    Expr y = Expr(i[1]) - make_int(1), x = Expr(i[2]) - make_int(1);
+    return select(in_range(y, n) && in_range(x, n), a(i[0], clamp(y, n), clamp(x, n)), make_const(DType::F32, 0));
+  };
+  Shape s{a.dim(0), n + 2, n + 2};
+  return materialized ? compute_materialized(s, f, "p") : compute(s, f, "p");
+}
+
+int count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+// The rows and columns of a padded copy split into border and interior: the interior is a
+// plain copy (no test, no clamp), the border stores zeros, and the values do not change.
+TEST(Tir, PartitionSplitsPaddedCopyIntoBorderAndInterior) {
+  Tensor a = placeholder({2, 9, 9}, DType::F32, "a");
+  PrimFunc f = lower("pad", {a}, {padded(a, false)});
+  PrimFunc g = f;
+  g.body = partition_loops(f.body);
+  std::string text = to_string(g);
+  EXPECT_EQ(count(to_string(f), "select"), 1);
+  EXPECT_EQ(count(text, "select"), 0) << text;
+  EXPECT_EQ(count(text, "max("), 0) << text;
+  EXPECT_NE(text.find("for p_i2 in [1, 1 + 9):"), std::string::npos) << text;  // the interior columns
+  EXPECT_NE(text.find("p[p_i0, p_i1, p_i2] = a[p_i0, (p_i1 - 1), (p_i2 - 1)]"), std::string::npos) << text;
+
+  f.name = "pad_whole";
+  auto lib = codegen::JitLibrary::compile({f, g});
+  std::vector<float> A(2 * 9 * 9), P0(2 * 11 * 11, -1), P1(2 * 11 * 11, -2);
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(i + 1);
+  void* args0[] = {A.data(), P0.data()};
+  void* args1[] = {A.data(), P1.data()};
+  lib->lookup("pad_whole")(args0);
+  lib->lookup("pad")(args1);
+  EXPECT_EQ(P0, P1);
+  EXPECT_EQ(P1[0], 0.0f);
+  EXPECT_EQ(P1[1 * 11 + 1], A[0]);
+}
+
+// A loop whose tests depend on a variable it cannot bound (an inner loop's, with a data
+// dependent value) stays whole.
+TEST(Tir, PartitionLeavesUndecidableLoopsAlone) {
+  Tensor a = placeholder({8}, DType::I64, "a");
+  Tensor b = compute({8}, [&](const std::vector<Var>& i) { return select(lt(a(i[0]), make_int(3)), a(i[0]), make_int(0)); }, "b");
+  PrimFunc f = lower("k", {a}, {b});
+  EXPECT_EQ(to_string(partition_loops(f.body)), to_string(f.body));
+}
+
+// A depthwise window over a padded copy: each channel's outputs read only that channel of
+// the copy, so the copy becomes one channel made inside the channel loop.
+TEST(Tir, FusesPerChannelCopyIntoItsConsumer) {
+  const int64_t C = 3, N = 5;
+  Tensor a = placeholder({C, N, N}, DType::F32, "a");
+  Tensor w = placeholder({C, 3, 3}, DType::F32, "w");
+  Tensor p = padded(a, true);
+  IterVar kh = reduce_axis(3, "kh"), kw = reduce_axis(3, "kw");
+  Tensor out = compute({C, N, N}, [&](const std::vector<Var>& i) {
+    return sum(p(i[0], Expr(i[1]) + kh.var, Expr(i[2]) + kw.var) * w(i[0], kh.var, kw.var), {kh, kw});
+  }, "out");
+  PrimFunc f = lower("dw", {a, w}, {out}, VectorTarget{32, 16});
+  std::string text = to_string(f);
+  EXPECT_EQ(text.find("allocate p: f32[3x7x7]"), std::string::npos) << text;
+  EXPECT_NE(text.find("  for out_i0 in [0, 0 + 3):\n    allocate p: f32[1x7x7]"), std::string::npos) << text;
+
+  std::vector<float> A(C * N * N), W(C * 9), O(C * N * N);
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(i % 7) - 3;
+  for (size_t i = 0; i < W.size(); ++i) W[i] = float(i % 5) * 0.5f - 1;
+  auto lib = codegen::JitLibrary::compile({f});
+  void* args[] = {A.data(), W.data(), O.data()};
+  lib->lookup("dw")(args);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t y = 0; y < N; ++y)
+      for (int64_t x = 0; x < N; ++x) {
+        float want = 0;
+        for (int64_t i = 0; i < 3; ++i)
+          for (int64_t j = 0; j < 3; ++j) {
+            int64_t yy = y + i - 1, xx = x + j - 1;
+            if (yy >= 0 && yy < N && xx >= 0 && xx < N) want += A[(c * N + yy) * N + xx] * W[c * 9 + i * 3 + j];
+          }
+        EXPECT_FLOAT_EQ(O[(c * N + y) * N + x], want) << c << " " << y << " " << x;
+      }
+}
+
+// A full convolution reads every channel of the copy for each output channel: no fusion.
+TEST(Tir, KeepsCopyReadAcrossChannelsWhole) {
+  const int64_t C = 3, N = 5;
+  Tensor a = placeholder({C, N, N}, DType::F32, "a");
+  Tensor w = placeholder({4, C, 3, 3}, DType::F32, "w");
+  Tensor p = padded(a, true);
+  IterVar ci = reduce_axis(C, "ci"), kh = reduce_axis(3, "kh"), kw = reduce_axis(3, "kw");
+  Tensor out = compute({4, N, N}, [&](const std::vector<Var>& i) {
+    return sum(p(ci.var, Expr(i[1]) + kh.var, Expr(i[2]) + kw.var) * w(i[0], ci.var, kh.var, kw.var), {ci, kh, kw});
+  }, "out");
+  std::string text = to_string(lower("conv", {a, w}, {out}, VectorTarget{32, 16}));
+  EXPECT_NE(text.find("allocate p: f32[3x7x7]"), std::string::npos) << text;
+}
+
+// Vector lanes reading every 2nd / 3rd element become one masked contiguous load and a
+// shuffle (no gather): same values, and nothing read past the last lane's element.
+TEST(Tir, StridedVectorLoads) {
+  for (int64_t stride : {2, 3}) {
+    const int64_t n = 19;  // two vectors of 8 and a tail of 3
+    Tensor a = placeholder({(n - 1) * stride + 1}, DType::F32, "a");
+    Tensor b = compute({n}, [&](const std::vector<Var>& i) { return a(Expr(i[0]) * make_int(stride)); }, "b");
+    PrimFunc f = lower("strided", {a}, {b});
+    EXPECT_EQ(to_string(vectorize_inner_loops(&f.body, 8)), "split(b_i0, 8); vectorize(b_i0_i)");
+    auto lib = codegen::JitLibrary::compile({f});
+    std::vector<float> A(size_t(a.dim(0))), B(n);
+    for (size_t i = 0; i < A.size(); ++i) A[i] = float(i) * 0.25f;
+    void* args[] = {A.data(), B.data()};
+    lib->lookup("strided")(args);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(B[i], A[i * stride]) << "stride " << stride << " element " << i;
+  }
 }

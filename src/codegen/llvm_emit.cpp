@@ -258,8 +258,26 @@ class Emitter {
     // Element alignment only: a vector type's own alignment is its full width.
     if (affine && stride == 1)
       return b_.CreateAlignedLoad(vec_of(et), lane0_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->dtype)));
+    if (affine && stride >= 2 && stride <= kMaxShuffledStride) return strided_load(n, et, stride);
     auto* ptrs = element_ptr(n->buffer, n->indices);  // vector of pointers
     return b_.CreateMaskedGather(vec_of(et), ptrs, llvm::Align(dtype_bytes(n->dtype)));
+  }
+
+  // Lanes `stride` elements apart (a strided window's input, a phase of an interleaved row):
+  // one contiguous load of the span they cover, then a shuffle picking every stride-th
+  // element, rather than a gather. The load is masked to the span, so it reads nothing
+  // beyond the last lane's element.
+  static constexpr int64_t kMaxShuffledStride = 4;
+  llvm::Value* strided_load(const LoadNode* n, llvm::Type* et, int64_t stride) {
+    int span = int(stride) * lanes_;
+    std::vector<llvm::Constant*> mask;
+    std::vector<int> pick;
+    for (int i = 0; i < span; ++i) mask.push_back(b_.getInt1(i <= (lanes_ - 1) * stride));
+    for (int l = 0; l < lanes_; ++l) pick.push_back(int(l * stride));
+    auto* wide_type = llvm::FixedVectorType::get(et, span);
+    llvm::Value* wide = b_.CreateMaskedLoad(wide_type, lane0_ptr(n->buffer, n->indices),
+                                            llvm::Align(dtype_bytes(n->dtype)), llvm::ConstantVector::get(mask));
+    return b_.CreateShuffleVector(wide, pick);
   }
 
   void vector_store(const StoreNode* n) {

@@ -19,6 +19,7 @@
 #include "tir/cost.h"
 #include "tir/equivalence.h"
 #include "tir/schedule.h"
+#include "tir/partition.h"
 #include "tir/schedule_steps.h"
 #include "codegen/target.h"
 #include "tir/lower.h"
@@ -418,10 +419,12 @@ class Compiler {
     }
   }
 
-  // The steps after lowering: vectorized inner loops (the default), then the user's steps
-  // for this kernel if any (CompileOptions::schedules), else parallel outer loops. Returns
-  // them as text, for --dump-ir tir.
+  // The steps after lowering: loops split where their bounds tests are decided (a padded
+  // copy: a plain interior, a constant border), vectorized inner loops (the default), then
+  // the user's steps for this kernel if any (CompileOptions::schedules), else parallel outer
+  // loops. Returns them as text, for --dump-ir tir.
   std::string schedule_kernel(tir::PrimFunc& f) {
+    f.body = tir::partition_loops(f.body);
     std::vector<tir::ScheduleStep> steps = tir::vectorize_inner_loops(&f.body, vector_target(opts_).vector_bytes / 4);
     std::string text = tir::to_string(steps);
     auto user = opts_.schedules.find(f.name);

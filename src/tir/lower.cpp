@@ -5,6 +5,7 @@
 #include <set>
 
 #include "kiln/error.h"
+#include "tir/fuse_nests.h"
 #include "tir/reduction_schedule.h"
 #include "tir/simplify.h"
 
@@ -194,7 +195,7 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
   for (auto& o : outputs) f.params.push_back(o.buffer());
   Stmt body = make_seq(stmts);
   for (auto it = scratch.rbegin(); it != scratch.rend(); ++it) body = make_allocate(*it, body);
-  f.body = simplify(body);
+  f.body = fuse_slice_nests(simplify(body));
   return f;
 }
 
