@@ -294,6 +294,17 @@ class Emitter {
       b_.CreateStore(b_.CreateExtractElement(v, lanes_ - 1), lane0_ptr(n->buffer, n->indices));
       return;
     }
+    if (affine) {
+      // Lanes a constant distance apart (a channel-vector tile stored to NCHW): one scalar
+      // store per lane at a constant offset from the first, no vector of addresses.
+      llvm::Value* base = lane0_ptr(n->buffer, n->indices);
+      llvm::Type* et = v->getType()->getScalarType();
+      for (int l = 0; l < lanes_; ++l)
+        b_.CreateAlignedStore(b_.CreateExtractElement(v, uint64_t(l)),
+                              b_.CreateConstInBoundsGEP1_64(et, base, uint64_t(l * stride)),
+                              llvm::Align(dtype_bytes(n->buffer->dtype)));
+      return;
+    }
     b_.CreateMaskedScatter(v, element_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->buffer->dtype)));
   }
 
