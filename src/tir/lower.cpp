@@ -46,13 +46,16 @@ bool reads(const Expr& body, const Buffer& b) {
   return found;
 }
 
-// Whether every load of `b` in `body` is at exactly the position `axes`.
+// Whether every load of `b` in `body` is at exactly the position `axes` (a dimension of
+// extent 1 may be indexed by the constant 0, as broadcasting writes a batch of one).
 bool reads_only_at(const Expr& body, const Buffer& b, const std::vector<Var>& axes) {
   bool ok = true;
   visit(body, [&](const Expr& e) {
     if (e.kind() != ExprKind::Load || e.as<LoadNode>()->buffer != b) return;
     const auto& idx = e.as<LoadNode>()->indices;
-    for (size_t d = 0; d < idx.size(); ++d) ok &= idx[d].same_as(axes[d]);
+    int64_t c;
+    for (size_t d = 0; d < idx.size(); ++d)
+      ok &= idx[d].same_as(axes[d]) || (b->shape[d] == 1 && is_const_int(idx[d], &c) && c == 0);
   });
   return ok;
 }
