@@ -1,5 +1,7 @@
 #include "runtime/thread_pool.h"
 
+#include <chrono>
+
 namespace kiln {
 
 namespace {
@@ -8,6 +10,26 @@ thread_local ThreadPool* g_pool = nullptr;
 void chunk(int64_t n, int parts, int index, int64_t* begin, int64_t* end) {
   *begin = n * index / parts;
   *end = n * (index + 1) / parts;
+}
+
+// How long a thread polls before sleeping: longer than the gap between two kernels' loops,
+// short enough that an idle pool stops burning its cores at once.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Polls `done` until it holds or kSpin has passed; returns whether it holds.
+template <typename F> bool spin_until(F done) {
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > kSpin) return done();
+  }
 }
 }  // namespace
 
@@ -27,24 +49,21 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    int64_t n;
-    void (*body)(int64_t, int64_t, void*);
-    void* closure;
-    {
+    auto woken = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(woken)) {
       std::unique_lock<std::mutex> l(m_);
-      wake_.wait(l, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      n = n_;
-      body = body_;
-      closure = closure_;
+      wake_.wait(l, woken);
     }
+    if (stop_) return;
+    // The loop's fields were written before generation_ was raised (release) and stay put
+    // until every worker has decremented pending_.
+    seen = generation_.load(std::memory_order_acquire);
     int64_t b, e;
-    chunk(n, threads(), index, &b, &e);
-    if (b < e) body(b, e, closure);
-    {
+    chunk(n_, threads(), index, &b, &e);
+    if (b < e) body_(b, e, closure_);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> l(m_);
-      if (--pending_ == 0) done_.notify_one();
+      done_.notify_one();
     }
   }
 }
@@ -59,16 +78,17 @@ void ThreadPool::parallel_for(int64_t n, void (*body)(int64_t, int64_t, void*), 
     n_ = n;
     body_ = body;
     closure_ = closure;
-    pending_ = int(workers_.size());
-    ++generation_;
+    pending_.store(int(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   int64_t b, e;
   chunk(n, threads(), 0, &b, &e);
   if (b < e) body(b, e, closure);
-  {
+  auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished)) {
     std::unique_lock<std::mutex> l(m_);
-    done_.wait(l, [&] { return pending_ == 0; });
+    done_.wait(l, finished);
   }
   busy_.unlock();
 }
