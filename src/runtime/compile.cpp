@@ -436,7 +436,7 @@ class Compiler {
       }
       return text + (text.empty() ? "" : "; ") + user->second + " (user)";
     }
-    f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork);
+    f.body = tir::parallelize_outer_loops(f.body, kMinParallelWork, opts_.threads);
     return text.empty() ? "parallel outer loops" : text + "; parallel outer loops";
   }
 

@@ -1,10 +1,45 @@
 #include "tir/schedule.h"
 
+#include "kiln/error.h"
 #include "tir/cost.h"
+#include "tir/schedule_steps.h"
 
 namespace kiln::tir {
 
-Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work) {
+namespace {
+
+// The share of `threads` kept busy by `n` iterations split into equal contiguous chunks.
+double balance(int64_t n, int threads) {
+  int64_t per = (n + threads - 1) / threads;
+  return double(n) / double(per * threads);
+}
+
+constexpr double kMinBalance = 0.9;
+
+// The nest `s` (outer loop `n`, serial from 0) with its outer loop fused with the loops
+// directly inside it until its iterations spread evenly over `threads` (3 panel groups on 2
+// threads: 3 x 21 row tiles instead), as far as the nest is perfect.
+Stmt fuse_for_balance(Stmt s, int threads) {
+  for (;;) {
+    auto n = as<ForNode>(s);
+    int64_t ext, inner_ext, inner_min;
+    if (!is_const_int(n->extent, &ext) || balance(ext, threads) >= kMinBalance) return s;
+    if (!n->body || n->body->kind != StmtKind::For) return s;
+    auto inner = as<ForNode>(n->body);
+    if (inner->for_kind != ForKind::Serial || !is_const_int(inner->extent, &inner_ext) ||
+        !is_const_int(inner->min, &inner_min) || inner_ext < 2)
+      return s;
+    try {
+      s = apply_schedule(s, {{ScheduleStep::Kind::Fuse, {n->var.name(), inner->var.name()}}});
+    } catch (const Error&) {
+      return s;
+    }
+  }
+}
+
+}  // namespace
+
+Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work, int threads) {
   if (!s) return s;
   switch (s->kind) {
     case StmtKind::For: {
@@ -13,20 +48,22 @@ Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work) {
       // A rolled loop at the top carries a reduction across its iterations (a cache block
       // loop): the parallel loop is found inside it.
       if (n->for_kind == ForKind::Rolled)
-        return make_for(n->var, n->min, n->extent, n->for_kind, parallelize_outer_loops(n->body, min_work));
+        return make_for(n->var, n->min, n->extent, n->for_kind, parallelize_outer_loops(n->body, min_work, threads));
       if (n->for_kind != ForKind::Serial || !is_const_int(n->extent, &ext) || ext < 2) return s;
       if (!is_const_int(n->min, &mn) || mn != 0) return s;  // remainder nests stay serial
       if (estimate_work(s) < min_work) return s;
-      return make_for(n->var, n->min, n->extent, ForKind::Parallel, n->body);
+      Stmt nest = threads > 1 ? fuse_for_balance(s, threads) : s;
+      auto f = as<ForNode>(nest);
+      return make_for(f->var, f->min, f->extent, ForKind::Parallel, f->body);
     }
     case StmtKind::Seq: {
       std::vector<Stmt> v;
-      for (auto& c : as<SeqNode>(s)->stmts) v.push_back(parallelize_outer_loops(c, min_work));
+      for (auto& c : as<SeqNode>(s)->stmts) v.push_back(parallelize_outer_loops(c, min_work, threads));
       return make_seq(v);
     }
     case StmtKind::Allocate: {
       auto n = as<AllocateNode>(s);
-      return make_allocate(n->buffer, parallelize_outer_loops(n->body, min_work));
+      return make_allocate(n->buffer, parallelize_outer_loops(n->body, min_work, threads));
     }
     default: return s;
   }

@@ -9,7 +9,9 @@ namespace kiln::tir {
 // Marks the outermost loop of every top-level loop nest parallel when it has at least two
 // iterations and the nest does at least `min_work` iterations; nests are found through the
 // kernel's sequence and scratch allocations only, so no parallel loop is nested in another.
-Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work);
+// With `threads` > 1, an outer loop whose iterations would leave threads idle (3 on 2
+// threads) is first fused with the loops directly inside it.
+Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work, int threads = 1);
 
 }  // namespace kiln::tir
 
