@@ -4,6 +4,7 @@
 #include "tir/equivalence.h"
 #include "tir/lower.h"
 #include "tir/partition.h"
+#include "tir/schedule.h"
 #include "tir/schedule_steps.h"
 
 using namespace kiln;
@@ -177,4 +178,36 @@ TEST(Tir, StridedVectorLoads) {
     lib->lookup("strided")(args);
     for (int64_t i = 0; i < n; ++i) EXPECT_EQ(B[i], A[i * stride]) << "stride " << stride << " element " << i;
   }
+}
+
+// A consumer reading the reduction at its own position, a batch dimension of one written as
+// the constant 0 (as broadcasting does), is the reduction's epilogue: nothing is stored
+// between them.
+TEST(Tir, EpilogueAcceptsBatchIndexZero) {
+  Tensor a = placeholder({1, 4, 8}, DType::F32, "a");
+  Tensor b = placeholder({8, 16}, DType::F32, "b");
+  IterVar k = reduce_axis(8, "k");
+  Tensor r = compute({1, 4, 16}, [&](const std::vector<Var>& i) { return sum(a(i[0], i[1], k.var) * b(k.var, i[2]), {k}); }, "r");
+  Tensor c = compute({1, 4, 16}, [&](const std::vector<Var>& i) {
+    return binary(BinOp::Max, r(make_int(0), Expr(i[1]), Expr(i[2])), make_const(DType::F32, 0));
+  }, "c");
+  std::string text = to_string(lower("mm_relu", {a, b}, {c}, VectorTarget{32, 16}));
+  EXPECT_EQ(text.find("allocate r:"), std::string::npos) << text;
+  EXPECT_NE(text.find("max("), std::string::npos) << text;
+}
+
+// Three outer iterations on two threads leave one idle for a third of the time: the outer
+// loop is fused with the one inside it (3 x 21 = 63 iterations); on one thread it stays.
+TEST(Tir, ParallelLoopFusedForBalance) {
+  Tensor a = placeholder({3, 21, 64}, DType::F32, "a");
+  Tensor b = compute({3, 21, 64}, [&](const std::vector<Var>& i) { return a(i) * make_const(DType::F32, 2); }, "b");
+  PrimFunc f = lower("scale", {a}, {b});
+  std::string two = to_string(parallelize_outer_loops(f.body, 1, 2));
+  EXPECT_NE(two.find("parallel b_i0_b_i1 in [0, 0 + 63):"), std::string::npos) << two;
+  std::string one = to_string(parallelize_outer_loops(f.body, 1, 1));
+  EXPECT_NE(one.find("parallel b_i0 in [0, 0 + 3):"), std::string::npos) << one;
+  Tensor c = placeholder({4, 21, 64}, DType::F32, "c");  // 4 iterations split evenly
+  Tensor d = compute({4, 21, 64}, [&](const std::vector<Var>& i) { return c(i); }, "d");
+  std::string even = to_string(parallelize_outer_loops(lower("copy", {c}, {d}).body, 1, 2));
+  EXPECT_NE(even.find("parallel d_i0 in [0, 0 + 4):"), std::string::npos) << even;
 }
