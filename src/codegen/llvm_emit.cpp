@@ -259,6 +259,18 @@ class Emitter {
     if (affine && stride == 1)
       return b_.CreateAlignedLoad(vec_of(et), lane0_ptr(n->buffer, n->indices), llvm::Align(dtype_bytes(n->dtype)));
     if (affine && stride >= 2 && stride <= kMaxShuffledStride) return strided_load(n, et, stride);
+    if (affine) {
+      // Lanes far apart (a residual read along a channel-vector tile of NCHW): one scalar load
+      // per lane at a constant offset from the first, cheaper than a gather's address vector.
+      llvm::Value* base = lane0_ptr(n->buffer, n->indices);
+      llvm::Value* v = llvm::PoisonValue::get(vec_of(et));
+      for (int l = 0; l < lanes_; ++l)
+        v = b_.CreateInsertElement(v,
+                                   b_.CreateAlignedLoad(et, b_.CreateConstInBoundsGEP1_64(et, base, uint64_t(l * stride)),
+                                                        llvm::Align(dtype_bytes(n->dtype))),
+                                   uint64_t(l));
+      return v;
+    }
     auto* ptrs = element_ptr(n->buffer, n->indices);  // vector of pointers
     return b_.CreateMaskedGather(vec_of(et), ptrs, llvm::Align(dtype_bytes(n->dtype)));
   }
