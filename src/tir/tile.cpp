@@ -32,7 +32,8 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c, const Buffer& a
 }
 
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, int64_t n, int64_t k, bool accumulate,
-                  const Expr& c_base, const Expr& a_base) {
+                  const Expr& c_base, const Expr& a_base, const Expr& b_base, int64_t b_columns) {
+  if (b_columns == 0) b_columns = vnni_columns(n);
   if (!tile_types_supported(a->dtype, b->dtype) || c->dtype != tile_accumulator(a->dtype)) return nullptr;
   int64_t g = vnni_group(a->dtype), step = kTileRowBytes / dtype_bytes(a->dtype);
   int64_t cols = kTileRowBytes / dtype_bytes(c->dtype);
@@ -55,7 +56,7 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
       Expr row = make_int(r.start) + Expr(bi) * make_int(block_rows), col = make_int(w.start) + Expr(bj) * make_int(block_cols);
       auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, c_base + row * make_int(n) + col, n},
                                                    TileOperand{a, a_base + row * make_int(k), k},
-                                                   TileOperand{b, col * make_int(g), vnni_columns(n) * g}, r.size, w.size, k,
+                                                   TileOperand{b, b_base + col * make_int(g), b_columns * g}, r.size, w.size, k,
                                                    accumulate);
       parts.push_back(make_for(bi, make_int(0), make_int(r.count), ForKind::Serial,
                                make_for(bj, make_int(0), make_int(w.count), ForKind::Serial, tile)));

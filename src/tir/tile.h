@@ -35,11 +35,13 @@ Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group);
 Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buffer& a_flat, const Buffer& b_flat);
 
 // C[M x N] (=, or += with `accumulate`) A[M x K] * B, B packed by vnni_index with
-// vnni_columns(N) columns per row (K / g x N' x g elements), all row-major
-// and addressed flat from element offsets `c_base` / `a_base`, as one tile product per 32 x 32
-// block of C (2 x 2 tiles; smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
+// `b_columns` columns per row (default vnni_columns(N); K / g x columns x g elements), all
+// row-major and addressed flat from element offsets `c_base` / `a_base` / `b_base` (B's
+// offset in elements: g times its first column), as one tile product per 32 x 32 block of C
+// (2 x 2 tiles; smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
 // values). Returns null when the types or K do not fit.
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
-                  bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0));
+                  bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0),
+                  const Expr& b_base = make_int(0), int64_t b_columns = 0);
 
 }  // namespace kiln::tir

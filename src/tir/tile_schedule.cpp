@@ -1,8 +1,11 @@
 #include "tir/tile_schedule.h"
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 
+#include "tir/affine.h"
+#include "tir/simplify.h"
 #include "tir/tile.h"
 
 namespace kiln::tir {
@@ -106,10 +109,19 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   const LoadNode* x = p.a;  // the activation
   const LoadNode* w = p.b;  // the constant
   const Var& k = r->axes[0].var;
-  if (rank < 3 || x->indices.size() != rank || !constants.count(w->buffer.get()) || w->indices.size() < 2) return nullptr;
+  if (rank < 3 || x->indices.size() < rank || !constants.count(w->buffer.get()) || w->indices.size() < 2) return nullptr;
   if (!is_var(x->indices[0], axes[0]) || !is_var(x->indices[1], k) || x->buffer->shape[0] != dst->shape[0]) return nullptr;
-  for (size_t d = 2; d < rank; ++d)
-    if (!is_var(x->indices[d], axes[d]) || x->buffer->shape[d] != dst->shape[d]) return nullptr;
+  // Spatial indices: the output position, or any affine map of it alone (a strided 1x1
+  // convolution reads every s-th input position; the packing below gathers them), besides
+  // window dimensions of extent 1 at 0 (an im2col copy of a 1x1 window).
+  size_t d_out = 2;
+  for (size_t d = 2; d < x->indices.size(); ++d) {
+    if (is_zero(x->indices[d]) && x->buffer->shape[d] == 1 && x->indices.size() - d > rank - d_out) continue;
+    if (d_out >= rank || !uses_only(x->indices[d], axes[d_out]) || !coefficient(x->indices[d], axes[d_out].as<VarNode>()))
+      return nullptr;
+    ++d_out;
+  }
+  if (d_out != rank) return nullptr;
   if (!is_var(w->indices[0], axes[1]) || !is_var(w->indices[1], k)) return nullptr;
   for (size_t d = 2; d < w->indices.size(); ++d)
     if (!is_zero(w->indices[d]) || w->buffer->shape[d] != 1) return nullptr;
@@ -130,8 +142,11 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   };
   Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * vnni_columns(pixels)});
   Var pk("vnni_k"), pq("vnni_p");
-  std::vector<Expr> x_at{axes[0], pk};
-  for (auto& e : spatial(pq)) x_at.push_back(e);
+  VarMap at_position{{k.as<VarNode>(), Expr(pk)}};
+  std::vector<Expr> position = spatial(pq);
+  for (size_t d = 2; d < rank; ++d) at_position[axes[d].as<VarNode>()] = position[d - 2];
+  std::vector<Expr> x_at;
+  for (auto& e : x->indices) x_at.push_back(simplify(substitute(e, at_position)));
   Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
                        make_for(pq, make_int(0), make_int(pixels), ForKind::Serial,
                                 make_store(packed, {vnni_index(pk, pq, vnni_columns(pixels), vnni_group(a_type))},
@@ -168,16 +183,120 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   return rowsum ? make_allocate(rowsum, make_seq({sums, body})) : body;
 }
 
+// Whether `e` is exactly `a` + `b` (in any arrangement of sums, no constant offset).
+bool is_sum_of(const Expr& e, const Var& a, const Var& b) {
+  bool others = false;
+  visit(e, [&](const Expr& x) { others |= x.kind() == ExprKind::Var && !is_var(x, a) && !is_var(x, b); });
+  std::optional<int64_t> ca = coefficient(e, a.as<VarNode>()), cb = coefficient(e, b.as<VarNode>());
+  int64_t c;
+  bool no_offset = is_const_int(simplify(substitute(e, {{a.as<VarNode>(), make_int(0)}, {b.as<VarNode>(), make_int(0)}})), &c) && c == 0;
+  return !others && ca == 1 && cb == 1 && no_offset;
+}
+
+// The windowed-convolution form, stride 1, NCHW, over an already padded input:
+//   dst[n, m, h, w] = init(m) + sum_{c, i, j} W[m, c, i, j] * (X[n, c, h + i, w + j] - zx)
+// With the padded image flattened (row length Wp) and output positions counted in the same
+// flat space (q = h * Wp + w; the Wp - W extra columns per row are computed and dropped),
+// each window offset (i, j) is a pointwise product over a shifted view of one packed image:
+//   C[m, q] += W_ij[m, c] x Xflat[c, q + i * Wp + j]
+// so the convolution is KH * KW accumulating tile products on one VNNI packing of the image,
+// with the weights as A, repacked once per offset at compile time. Rows of outputs go in
+// blocks whose C stays in L2 (and the blocks may run in parallel).
+Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const Product& p,
+                       const Epilogue& epilogue, const BufferSet& constants) {
+  const LoadNode* x = p.a;
+  const LoadNode* w = p.b;
+  if (axes.size() != 4 || r->axes.size() != 3 || x->indices.size() != 4 || w->indices.size() != 4 ||
+      !constants.count(w->buffer.get()))
+    return nullptr;
+  const Var &c = r->axes[0].var, &i = r->axes[1].var, &j = r->axes[2].var;
+  bool batch_ok = is_var(x->indices[0], axes[0]) || (is_zero(x->indices[0]) && dst->shape[0] == 1);
+  if (!batch_ok || !is_var(x->indices[1], c) || !is_sum_of(x->indices[2], axes[2], i) ||
+      !is_sum_of(x->indices[3], axes[3], j))
+    return nullptr;
+  if (!is_var(w->indices[0], axes[1]) || !is_var(w->indices[1], c) || !is_var(w->indices[2], i) || !is_var(w->indices[3], j))
+    return nullptr;
+  int64_t n_images = dst->shape[0], m = dst->shape[1], h = dst->shape[2], wd = dst->shape[3];
+  int64_t channels = r->axes[0].extent, kh = r->axes[1].extent, kw = r->axes[2].extent;
+  int64_t hp = x->buffer->shape[2], wp = x->buffer->shape[3];
+  DType a_type = w->buffer->dtype, b_type = x->buffer->dtype;
+  if (hp != h + kh - 1 || wp != wd + kw - 1 || x->buffer->shape[1] != channels || !uses_only(r->init, axes[1]) ||
+      !tile_types_supported(a_type, b_type) || channels % (kTileRowBytes / dtype_bytes(a_type)))
+    return nullptr;
+  int64_t g = vnni_group(a_type), offsets = kh * kw;
+
+  // The image, flat, in the VNNI layout; columns past the image (read only for dropped
+  // outputs) are zero.
+  int64_t cols = vnni_columns(hp * wp + kw);
+  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {channels * cols});
+  Var pk("vnni_k"), pq("vnni_p");
+  auto pack_store = [&](const Expr& value) { return make_store(packed, {vnni_index(pk, pq, cols, g)}, value); };
+  Stmt pack = make_for(
+      pk, make_int(0), make_int(channels), ForKind::Serial,
+      make_seq({make_for(pq, make_int(0), make_int(hp * wp), ForKind::Serial,
+                         pack_store(load(x->buffer, {x->indices[0], pk, Expr(pq) / make_int(wp), Expr(pq) % make_int(wp)}))),
+                make_for(pq, make_int(hp * wp), make_int(cols - hp * wp), ForKind::Serial, pack_store(make_const(b_type, 0)))}));
+  // The weights per window offset, each an M x C row-major A.
+  Buffer weights = make_buffer(dst->name + "_offsets", a_type, {offsets * m * channels});
+  Var wt("offset"), wm("offset_m"), wc("offset_c");
+  Stmt weights_fill = make_for(
+      wt, make_int(0), make_int(offsets), ForKind::Serial,
+      make_for(wm, make_int(0), make_int(m), ForKind::Serial,
+               make_for(wc, make_int(0), make_int(channels), ForKind::Serial,
+                        make_store(weights, {(Expr(wt) * make_int(m) + wm) * make_int(channels) + wc},
+                                   load(w->buffer, {wm, wc, Expr(wt) / make_int(kw), Expr(wt) % make_int(kw)})))));
+  Buffer rowsum;
+  Stmt sums;
+  if (!is_zero(p.a_zero_point)) {
+    rowsum = make_buffer(dst->name + "_rowsum", DType::I32, {m});
+    sums = operand_sums(rowsum, m, channels * offsets, [&](Expr row, Expr k) {
+      return load(w->buffer, {row, k / make_int(offsets), (k / make_int(kw)) % make_int(kh), k % make_int(kw)});
+    });
+  }
+
+  // Output rows in blocks of `rows` (C: m x rows * wp accumulators, within 64 KiB).
+  constexpr int64_t kBlockBytes = 64 * 1024;
+  int64_t rows = std::clamp<int64_t>(kBlockBytes / (m * wp * dtype_bytes(r->dtype)), 1, h);
+  Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
+  auto row_block = [&](const Expr& h0, int64_t count) {
+    int64_t n = count * wp;
+    Buffer acc = make_buffer(dst->name + "_tiles", r->dtype, {m * n});
+    std::vector<Stmt> steps;
+    for (int64_t t = 0; t < offsets; ++t) {
+      Expr shift = (h0 + make_int(t / kw)) * make_int(wp) + make_int(t % kw);
+      steps.push_back(tiled_matmul(acc, weights, packed, m, n, channels, t > 0, make_int(0), make_int(t * m * channels),
+                                   shift * make_int(g), cols));
+    }
+    Expr at = (Expr(axes[1]) * make_int(count) + (Expr(axes[2]) - h0)) * make_int(wp) + axes[3];
+    Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()),
+                            finish(load(acc, {at}), r, correction, epilogue, dst->dtype));
+    apply = make_for(axes[1], make_int(0), make_int(m), ForKind::Serial,
+                     make_for(axes[2], h0, make_int(count), ForKind::Serial,
+                              make_for(axes[3], make_int(0), make_int(wd), ForKind::Serial, apply)));
+    steps.push_back(apply);
+    return make_allocate(acc, make_seq(steps));
+  };
+  Var hb(dst->name + "_row_block");
+  std::vector<Stmt> blocks{make_for(hb, make_int(0), make_int(h / rows), ForKind::Serial,
+                                    row_block(Expr(hb) * make_int(rows), rows))};
+  if (h % rows) blocks.push_back(row_block(make_int(h / rows * rows), h % rows));
+  Stmt body = make_for(axes[0], make_int(0), make_int(n_images), ForKind::Serial,
+                       make_allocate(packed, make_seq({pack, make_seq(blocks)})));
+  if (rowsum) body = make_allocate(rowsum, make_seq({sums, body}));
+  return make_allocate(weights, make_seq({weights_fill, body}));
+}
+
 }  // namespace
 
 Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const VectorTarget& target,
                     const Epilogue& epilogue, const BufferSet& constants) {
   size_t rank = axes.size();
   bool bf16 = r->dtype == DType::F32 && target.tiles_bf16, int8 = r->dtype == DType::I32 && target.tiles_int8;
-  if (r->op != ReduceOp::Sum || !(bf16 || int8) || r->axes.size() != 1 || rank < 2 || dst->shape.size() != rank)
-    return nullptr;
+  if (r->op != ReduceOp::Sum || !(bf16 || int8) || rank < 2 || dst->shape.size() != rank) return nullptr;
   std::optional<Product> p = match_term(r->body, r->dtype, constants);
   if (!p) return nullptr;
+  if (r->axes.size() == 3) return window_conv_tiles(dst, axes, r, *p, epilogue, constants);
+  if (r->axes.size() != 1) return nullptr;
   if (Stmt conv = conv_tiles(dst, axes, r, *p, epilogue, constants)) return conv;
   const LoadNode* a = p->a;
   const LoadNode* b = p->b;

@@ -84,6 +84,19 @@ def pointwise():
                    const("b2", 16)], [1, 64, 10, 10], [1, 16, 10, 10]
 
 
+def windows():
+    """A 3x3 convolution as nine shifted tile products over one packed image (9 x 9 pixels:
+    padded rows of 11, partial column groups), then a strided 1x1 convolution whose packing
+    gathers every second pixel."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["y"], strides=[2, 2]),
+    ]
+    return nodes, [const("w1", 64, 64, 3, 3, scale=0.05), const("b1", 64), const("w2", 16, 64, 1, 1, scale=0.1),
+                   const("b2", 16)], [1, 64, 9, 9], [1, 16, 5, 5]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -155,6 +168,7 @@ results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("attention", attention, {"QLinearMatMul": 2}),
            check("gemms", gemms, {"QLinearMatMul": 2}),
            check("projections", projections, {"QLinearMatMul": 2}, tiles=2),
-           check("pointwise", pointwise, {"QLinearConv": 2}, tiles=2)]
+           check("pointwise", pointwise, {"QLinearConv": 2}, tiles=2),
+           check("windows", windows, {"QLinearConv": 2}, tiles=2)]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)
