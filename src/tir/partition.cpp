@@ -122,6 +122,18 @@ std::vector<int64_t> candidate_cuts(const Stmt& body, const VarNode* v, int64_t 
 }
 
 constexpr size_t kMaxCuts = 32;
+// Each range gets a copy of the body: a loop whose copies would exceed this many expression
+// nodes in all stays whole (nested partitions multiply).
+constexpr size_t kMaxCopiedNodes = 20000;
+
+size_t node_count(const Stmt& s) {
+  size_t n = 0;
+  rewrite(s, [&](const Expr& e) {
+    ++n;
+    return e;
+  });
+  return n;
+}
 
 Stmt partition(const Stmt& s, Ranges& ranges, int max_pieces);
 
@@ -147,7 +159,7 @@ Stmt partition_loop(const ForNode* n, int64_t lo, int64_t ext, Ranges& ranges, i
     else pieces.push_back(std::move(p));
   }
   Stmt out;
-  if (pieces.size() > 1 && pieces.size() <= size_t(max_pieces)) {
+  if (pieces.size() > 1 && pieces.size() <= size_t(max_pieces) && pieces.size() * node_count(n->body) <= kMaxCopiedNodes) {
     std::vector<Stmt> loops;
     for (auto& p : pieces) {
       ranges[v] = {p.lo, p.hi - 1};
