@@ -163,9 +163,10 @@ TEST(Tir, KeepsCopyReadAcrossChannelsWhole) {
 }
 
 // Vector lanes reading every 2nd / 3rd element become one masked contiguous load and a
-// shuffle (no gather): same values, and nothing read past the last lane's element.
+// shuffle (no gather), every 5th / 12th one scalar load per lane: same values, and nothing
+// read past the last lane's element.
 TEST(Tir, StridedVectorLoads) {
-  for (int64_t stride : {2, 3}) {
+  for (int64_t stride : {2, 3, 5, 12}) {
     const int64_t n = 19;  // two vectors of 8 and a tail of 3
     Tensor a = placeholder({(n - 1) * stride + 1}, DType::F32, "a");
     Tensor b = compute({n}, [&](const std::vector<Var>& i) { return a(Expr(i[0]) * make_int(stride)); }, "b");
