@@ -23,6 +23,8 @@ namespace {
 
 // Buffers above this size are heap-allocated; smaller scratch lives on the stack.
 constexpr int64_t kMaxStackBytes = 64 * 1024;
+// The AVX2 8-bit tile kernel's widened copy of 4 rows of A lives on the stack up to this size.
+constexpr int64_t kMaxWidenedBytes = 32 * 1024;
 
 class Emitter {
  public:
@@ -727,8 +729,38 @@ class Emitter {
     }
     std::vector<int> concat;
     for (int i = 0; i < 8; ++i) concat.push_back(i);
+    // With several column blocks, each block of A rows is widened to i16 once (16 values per
+    // step), so the k loop broadcasts a row's 4 values with one load instead of a load, a
+    // widening and a shuffle per column block.
+    bool widen_a = n->cols > kCols && n->depth % 16 == 0 && kRows * n->depth * 2 <= kMaxWidenedBytes;
+    llvm::Value* aw = nullptr;
+    if (widen_a) {
+      llvm::IRBuilder<> eb(entry_, entry_->begin());
+      aw = eb.CreateAlloca(b_.getInt16Ty(), eb.getInt64(kRows * n->depth), "a_i16");
+    }
     for (int64_t r0 = 0; r0 < n->rows; r0 += kRows) {
       int64_t rows = std::min(kRows, n->rows - r0);
+      if (widen_a) {
+        auto* v16i8w = llvm::FixedVectorType::get(i8, 16);
+        for (int64_t r = 0; r < rows; ++r) {
+          auto* pre = b_.GetInsertBlock();
+          auto* head = llvm::BasicBlock::Create(ctx_, "i8widen", fn_);
+          auto* exit = llvm::BasicBlock::Create(ctx_, "i8widen.done", fn_);
+          b_.CreateBr(head);
+          b_.SetInsertPoint(head);
+          auto* q = b_.CreatePHI(b_.getInt64Ty(), 2, "q");
+          q->addIncoming(b_.getInt64(0), pre);
+          llvm::Value* from = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(q, b_.getInt64(16)));
+          llvm::Value* raw = b_.CreateAlignedLoad(v16i8w, b_.CreateInBoundsGEP(i8, a0, from), llvm::Align(1));
+          llvm::Value* wide = a_signed ? b_.CreateSExt(raw, v16i16) : b_.CreateZExt(raw, v16i16);
+          llvm::Value* to = b_.CreateAdd(b_.getInt64(r * n->depth), b_.CreateMul(q, b_.getInt64(16)));
+          b_.CreateAlignedStore(wide, b_.CreateInBoundsGEP(b_.getInt16Ty(), aw, to), llvm::Align(2));
+          auto* q_next = b_.CreateAdd(q, b_.getInt64(1));
+          q->addIncoming(q_next, head);
+          b_.CreateCondBr(b_.CreateICmpSLT(q_next, b_.getInt64(n->depth / 16)), head, exit);
+          b_.SetInsertPoint(exit);
+        }
+      }
       for (int64_t j0 = 0; j0 < n->cols; j0 += kCols) {
         // for g in [0, depth / 4): acc[r][h] += pmadd(A[r0 + r, 4g .. 4g + 3], B[g][j0 + 4h .. + 3][0..3])
         auto* pre = b_.GetInsertBlock();
@@ -751,9 +783,15 @@ class Emitter {
         }
         std::vector<llvm::Value*> next;
         for (int64_t r = 0; r < rows; ++r) {
-          llvm::Value* at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
-          llvm::Value* raw = b_.CreateAlignedLoad(v4i8, b_.CreateInBoundsGEP(i8, a0, at), llvm::Align(1));
-          llvm::Value* wide = a_signed ? b_.CreateSExt(raw, v4i16) : b_.CreateZExt(raw, v4i16);
+          llvm::Value* wide;
+          if (widen_a) {
+            llvm::Value* at = b_.CreateAdd(b_.getInt64(r * n->depth), b_.CreateMul(g, b_.getInt64(4)));
+            wide = b_.CreateAlignedLoad(v4i16, b_.CreateInBoundsGEP(b_.getInt16Ty(), aw, at), llvm::Align(2));
+          } else {
+            llvm::Value* at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
+            llvm::Value* raw = b_.CreateAlignedLoad(v4i8, b_.CreateInBoundsGEP(i8, a0, at), llvm::Align(1));
+            wide = a_signed ? b_.CreateSExt(raw, v4i16) : b_.CreateZExt(raw, v4i16);
+          }
           llvm::Value* rep = b_.CreateShuffleVector(wide, repeat4);
           for (int64_t h = 0; h < 2; ++h)
             next.push_back(b_.CreateAdd(acc[r * 2 + h], b_.CreateCall(pmadd, {rep, bw[h]})));
