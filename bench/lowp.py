@@ -181,12 +181,20 @@ def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
 
+def git_head():
+    r = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
 def render(model_rows, gemm_rows, peak, isa):
     L = [BEGIN, "", "## Reduced precision: bf16 and int8 (issue 4)", "",
-         f"Measured by `bench/lowp.py` (run by `bench/run.sh`) on this machine: {isa}. It has **no AMX and no "
+         f"Measured by `bench/lowp.py` (run by `bench/run.sh`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+         f"kiln git {git_head()}, on this machine: {isa}. It has **no AMX and no "
          "AVX-512**, so nothing here runs on tile hardware: bf16 products run as f32 arithmetic on bf16-rounded "
-         "operands (the numerics of AMX's `tdpbf16ps`), int8 products as AVX2 i32 vector code. The AMX targets "
-         "of issue 4 cannot be measured here.", "",
+         "operands (the numerics of AMX's `tdpbf16ps`), int8 products as AVX2 code (tile products as `vpmaddwd` "
+         "kernels: MatMul/Gemm, 1x1 and stride-1 window convolutions with 64-multiple channels; i32 register "
+         "tiles elsewhere). The AMX targets of issue 4 cannot be measured here.", "",
          "### Whole models (batch 1; ms, medians)", "",
          "bf16: kiln `--precision bf16` against ONNX Runtime fp32, error of kiln bf16 against kiln fp32 "
          "on 8 random inputs (relative error |d| / max(|ref|, 1e-3 max|ref|); top-1: rows of a 2-D "
