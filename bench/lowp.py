@@ -211,8 +211,9 @@ def render(model_rows, gemm_rows, peak, isa):
                  f"{fmt(r['steps'], '.1f')} |")
     L += ["", "### int8 GEMM (u8 x s8 -> s32, constant B; best of 5 runs)", "",
           f"GOP/s count 2·M·N·K; '% fp32 peak' compares them with the measured fp32 FMA peak of this machine "
-          f"({peak:.0f} GFLOP/s per core, times the threads): kiln's int8 products are i32 vector multiplies "
-          "and adds, with no int8 dot-product instruction (AVX2 has none; AVX-512 VNNI and AMX are not here).", "",
+          f"({peak:.0f} GFLOP/s per core, times the threads): kiln's int8 products are `vpmaddwd` "
+          "multiply-adds of i16 pairs (exact; AVX2 has no int8 dot product, AVX-512 VNNI and AMX are not here), "
+          "oneDNN's `vpmaddubsw` ones (u8 x s8 pairs saturating to i16).", "",
           "| M x N x K | threads | kiln ms | kiln GOP/s | % fp32 peak | oneDNN u8s8s32 ms | oneDNN GOP/s "
           "| kiln / oneDNN time |",
           "|---|---|---|---|---|---|---|---|"]
