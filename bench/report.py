@@ -114,7 +114,7 @@ def model_table(rows, mode):
         ok = [r for r in rows if r.threads == t and r.ratio]
         if ok:
             out.append(f"| **geomean** ({len(ok)} models) | {t} | {_fmt(_geomean(r.kiln_ms for r in ok))} | "
-                       f"{_fmt(_geomean(r.ort_ms for r in ok), 3)} | **{_geomean(r.ratio for r in ok):.1f}x** | | | | |")
+                       f"{_fmt(_geomean(r.ort_ms for r in ok), 3)} | **{_geomean(r.ratio for r in ok):.2f}x** | | | | |")
     return "\n".join(out)
 
 
@@ -123,7 +123,7 @@ def model_headline(rows, mode):
     for t in mode.threads:
         ok = [r for r in rows if r.threads == t and r.ratio]
         if ok:
-            parts.append(f"{_geomean(r.ratio for r in ok):.1f}x ORT's latency at {t} thread{'s' if t > 1 else ''} "
+            parts.append(f"{_geomean(r.ratio for r in ok):.2f}x ORT's latency at {t} thread{'s' if t > 1 else ''} "
                          f"(geomean of {len(ok)} models)")
     failed = sorted({r.model for r in rows if r.kiln_error})
     text = "kiln takes " + "; ".join(parts) if parts else "no model ran in both kiln and ORT"
