@@ -33,6 +33,7 @@ case $case_name in
   schedule_unknown_kernel) args=(run "$demo/model.onnx" --schedule "$tmp/unknown_kernel.schedule"); want=k99_nothing ;;
   missing_schedule) args=(run "$demo/model.onnx" --schedule "$tmp/none.schedule"); want=none.schedule ;;
   unknown_precision) args=(run "$demo/model.onnx" --precision fp8); want=fp8 ;;
+  negative_top) args=(bench "$demo/model.onnx" --profile --top -3); want=--top ;;
   *) echo "cli_error_test.sh: unknown case '$case_name'"; exit 2 ;;
 esac
 

@@ -46,13 +46,14 @@ const char* kRunHelp =
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
-    "                             [--profile] [--trace FILE] [--schedule FILE]\n"
+    "                             [--profile] [--top N] [--trace FILE] [--schedule FILE]\n"
     "Compiles the model once, then times K runs after W warm-up runs (compile flags as for kiln run).\n"
     "  --iters K   timed runs (default 20)\n"
     "  --warmup W  untimed runs first (default 3)\n"
     "  --json      print one JSON object: compile_ms, median_ms, min_ms, mean_ms, iters, threads, ...\n"
     "  --profile   also print the kernels taking the most time (mean over the timed runs) with their\n"
     "              GFLOP/s, % of the measured fp32 peak of the threads used, and argument bytes\n"
+    "  --top N     with --profile: how many kernels to list (default 25; 0: all)\n"
     "  --trace F   write one run's kernels as a Chrome trace (chrome://tracing, Perfetto) to F\n"
     "With --precision bf16 it also compiles the fp32 model and compares outputs on the inputs (and, without\n"
     "--inputs, 7 more random ones): max abs error, max rel error (|d| / max(|ref|, 1e-3 max|ref|)) and, for\n"
@@ -278,10 +279,11 @@ int cmd_bench(int argc, char** argv) {
   flags["warmup"] = true;
   flags["json"] = false;
   flags["profile"] = false;
+  flags["top"] = true;
   flags["trace"] = true;
   Args a = parse(argc, argv, flags);
   if (a.has("help")) { std::cout << kBenchHelp; return 0; }
-  int iters = a.get_int("iters", 20, 1), warmup = a.get_int("warmup", 3, 0);
+  int iters = a.get_int("iters", 20, 1), warmup = a.get_int("warmup", 3, 0), top = a.get_int("top", 25, 0);
   Prepared p = prepare(a);
   for (int i = 0; i < warmup; ++i) p.model->run(p.inputs);
   std::vector<double> t;
@@ -307,7 +309,7 @@ int cmd_bench(int argc, char** argv) {
     // at most 100 / threads.
     double peak = measured_fp32_peak_gflops() * p.opts.threads;
     std::printf("%-9s %6s %8s %6s %9s  %-36s %s\n", "ms", "share", "GFLOP/s", "%peak", "MB", "kernel", "node");
-    for (size_t i = 0; i < prof.size() && i < 25; ++i) {
+    for (size_t i = 0; i < prof.size() && (top == 0 || i < size_t(top)); ++i) {
       const auto& k = prof[i];
       double gflops = k.ms > 0 ? double(k.flops) / (k.ms * 1e6) : 0;
       std::printf("%-9.3f %5.1f%% %8.1f %5.1f%% %9.2f  %-36s %s\n", k.ms, 100 * k.ms / total, gflops,
