@@ -690,6 +690,29 @@ class Emitter {
     return f;
   }
 
+  // A loop over i = 0 .. count - 1 built by hand: open_loop starts its body (phis of the
+  // caller's own take their first value from `pre`), close_loop branches back and continues
+  // after it.
+  struct CountedLoop {
+    llvm::PHINode* i;
+    llvm::BasicBlock *pre, *head, *exit;
+  };
+  CountedLoop open_loop(const char* name) {
+    CountedLoop l{nullptr, b_.GetInsertBlock(), llvm::BasicBlock::Create(ctx_, name, fn_),
+                  llvm::BasicBlock::Create(ctx_, std::string(name) + ".done", fn_)};
+    b_.CreateBr(l.head);
+    b_.SetInsertPoint(l.head);
+    l.i = b_.CreatePHI(b_.getInt64Ty(), 2, "i");
+    l.i->addIncoming(b_.getInt64(0), l.pre);
+    return l;
+  }
+  void close_loop(const CountedLoop& l, int64_t count) {
+    llvm::Value* next = b_.CreateAdd(l.i, b_.getInt64(1));
+    l.i->addIncoming(next, b_.GetInsertBlock());
+    b_.CreateCondBr(b_.CreateICmpSLT(next, b_.getInt64(count)), l.head, l.exit);
+    b_.SetInsertPoint(l.exit);
+  }
+
   // ---- 8-bit tile products on AVX2 ---------------------------------------------------------
   // Blocks of 4 rows x 8 columns of C, accumulated over K in 8 vectors of i32 with vpmaddwd:
   // per group of 4 k, B's 8 columns (32 bytes of the VNNI layout) widen to two i16 vectors,
@@ -743,37 +766,23 @@ class Emitter {
       if (widen_a) {
         auto* v16i8w = llvm::FixedVectorType::get(i8, 16);
         for (int64_t r = 0; r < rows; ++r) {
-          auto* pre = b_.GetInsertBlock();
-          auto* head = llvm::BasicBlock::Create(ctx_, "i8widen", fn_);
-          auto* exit = llvm::BasicBlock::Create(ctx_, "i8widen.done", fn_);
-          b_.CreateBr(head);
-          b_.SetInsertPoint(head);
-          auto* q = b_.CreatePHI(b_.getInt64Ty(), 2, "q");
-          q->addIncoming(b_.getInt64(0), pre);
-          llvm::Value* from = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(q, b_.getInt64(16)));
+          CountedLoop q = open_loop("i8widen");
+          llvm::Value* from = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(q.i, b_.getInt64(16)));
           llvm::Value* raw = b_.CreateAlignedLoad(v16i8w, b_.CreateInBoundsGEP(i8, a0, from), llvm::Align(1));
           llvm::Value* wide = a_signed ? b_.CreateSExt(raw, v16i16) : b_.CreateZExt(raw, v16i16);
-          llvm::Value* to = b_.CreateAdd(b_.getInt64(r * n->depth), b_.CreateMul(q, b_.getInt64(16)));
+          llvm::Value* to = b_.CreateAdd(b_.getInt64(r * n->depth), b_.CreateMul(q.i, b_.getInt64(16)));
           b_.CreateAlignedStore(wide, b_.CreateInBoundsGEP(b_.getInt16Ty(), aw, to), llvm::Align(2));
-          auto* q_next = b_.CreateAdd(q, b_.getInt64(1));
-          q->addIncoming(q_next, head);
-          b_.CreateCondBr(b_.CreateICmpSLT(q_next, b_.getInt64(n->depth / 16)), head, exit);
-          b_.SetInsertPoint(exit);
+          close_loop(q, n->depth / 16);
         }
       }
       for (int64_t j0 = 0; j0 < n->cols; j0 += kCols) {
         // for g in [0, depth / 4): acc[r][h] += pmadd(A[r0 + r, 4g .. 4g + 3], B[g][j0 + 4h .. + 3][0..3])
-        auto* pre = b_.GetInsertBlock();
-        auto* head = llvm::BasicBlock::Create(ctx_, "i8tile.k", fn_);
-        auto* exit = llvm::BasicBlock::Create(ctx_, "i8tile.done", fn_);
-        b_.CreateBr(head);
-        b_.SetInsertPoint(head);
-        auto* g = b_.CreatePHI(b_.getInt64Ty(), 2, "kgroup");
-        g->addIncoming(b_.getInt64(0), pre);
+        CountedLoop kg = open_loop("i8tile.k");
+        llvm::Value* g = kg.i;
         std::vector<llvm::PHINode*> acc;
         for (int64_t i = 0; i < rows * 2; ++i) {
           acc.push_back(b_.CreatePHI(v8i32, 2, "acc"));
-          acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), pre);
+          acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), kg.pre);
         }
         std::vector<llvm::Value*> bw;
         for (int64_t h = 0; h < 2; ++h) {
@@ -796,11 +805,8 @@ class Emitter {
           for (int64_t h = 0; h < 2; ++h)
             next.push_back(b_.CreateAdd(acc[r * 2 + h], b_.CreateCall(pmadd, {rep, bw[h]})));
         }
-        auto* g_next = b_.CreateAdd(g, b_.getInt64(1));
-        g->addIncoming(g_next, b_.GetInsertBlock());
         for (size_t i = 0; i < acc.size(); ++i) acc[i]->addIncoming(next[i], b_.GetInsertBlock());
-        b_.CreateCondBr(b_.CreateICmpSLT(g_next, b_.getInt64(n->depth / 4)), head, exit);
-        b_.SetInsertPoint(exit);
+        close_loop(kg, n->depth / 4);
         for (int64_t r = 0; r < rows; ++r) {
           // Columns j0 .. j0 + 7: the two pair sums of each, the halves side by side.
           std::vector<llvm::Value*> half;
