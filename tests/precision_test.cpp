@@ -68,6 +68,22 @@ kiln::HostTensor tensor(const std::vector<int64_t>& shape, const Floats& v) {
   return kiln::HostTensor(kiln::DType::F32, shape, v.data());
 }
 
+// y = MatMul(x, w) (or MatMul(Relu(x), w)) for an input x of `x_shape` (..., K) and constant
+// weights w [K x N]; returns the model's path.
+std::string weighted_matmul(const std::string& file, const std::vector<int64_t>& x_shape, int N, const Floats& w,
+                            bool relu_first = false) {
+  int64_t K = x_shape.back();
+  std::vector<int64_t> y_shape = x_shape;
+  y_shape.back() = N;
+  ModelBuilder b;
+  b.input("x", x_shape);
+  b.constant("w", {K, N}, w);
+  if (relu_first) b.node("Relu", {"x"}, "r");
+  b.node("MatMul", {relu_first ? "r" : "x", "w"}, "y");
+  b.output("y", y_shape);
+  return b.write(file);
+}
+
 kiln::Model compile(const std::string& path, kiln::Precision p) {
   kiln::CompileOptions o;
   o.precision = p;
@@ -112,13 +128,7 @@ TEST(Precision, MatMulRoundsBothOperandsAndAccumulatesInF32) {
   const int M = 7, K = 40, N = 24;
   std::mt19937 rng(3);
   Floats W = random_floats(K * N, rng), X = random_floats(M * K, rng);
-  ModelBuilder b;
-  b.input("x", {M, K});
-  b.constant("w", {K, N}, W);
-  b.node("Relu", {"x"}, "r");
-  b.node("MatMul", {"r", "w"}, "y");
-  b.output("y", {M, N});
-  std::string path = b.write("kiln_precision_matmul.onnx");
+  std::string path = weighted_matmul("kiln_precision_matmul.onnx", {M, K}, N, W, true);
   auto run = [&](kiln::Precision p) { return compile(path, p).run({tensor({M, K}, X)})[0]; };
   kiln::HostTensor y16 = run(kiln::Precision::BF16), y32 = run(kiln::Precision::FP32);
   std::vector<double> want16(M * N, 0.0), want32(M * N, 0.0);
@@ -210,12 +220,7 @@ TEST(Precision, BatchedMatMulOnTilesMatchesRoundedOperands) {
   const int B = 2, M = 35, K = 64, N = 40;  // 32 + 3 rows, 32 + 8 columns, two k steps
   std::mt19937 rng(21);
   Floats W = random_floats(K * N, rng), X = random_floats(B * M * K, rng);
-  ModelBuilder b;
-  b.input("x", {B, M, K});
-  b.constant("w", {K, N}, W);
-  b.node("MatMul", {"x", "w"}, "y");
-  b.output("y", {B, M, N});
-  TileRun r = run_on_tiles(b.write("kiln_precision_tiles.onnx"), {tensor({B, M, K}, X)});
+  TileRun r = run_on_tiles(weighted_matmul("kiln_precision_tiles.onnx", {B, M, K}, N, W), {tensor({B, M, K}, X)});
   EXPECT_NE(r.tir.find("tile_matmul 32x32x64"), std::string::npos) << r.tir;
   EXPECT_NE(r.tir.find("tile_matmul 3x8x64"), std::string::npos) << r.tir;
   expect_close(r.out, bf16_product(X, W, B, M, K, N, false));
@@ -254,12 +259,7 @@ TEST(Precision, EmitsAmxAssemblyForSapphireRapids) {
   const int M = 16, K = 64, N = 32;
   std::mt19937 rng(29);
   Floats W = random_floats(K * N, rng), X = random_floats(M * K, rng);
-  ModelBuilder b;
-  b.input("x", {M, K});
-  b.constant("w", {K, N}, W);
-  b.node("MatMul", {"x", "w"}, "y");
-  b.output("y", {M, N});
-  std::string path = b.write("kiln_precision_spr.onnx");
+  std::string path = weighted_matmul("kiln_precision_spr.onnx", {M, K}, N, W);
   kiln::CompileOptions o;
   o.precision = kiln::Precision::BF16;
   o.emit_path = (std::filesystem::temp_directory_path() / "kiln_precision_spr.s").string();
