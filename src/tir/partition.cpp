@@ -146,15 +146,19 @@ Stmt partition_loop(const ForNode* n, int64_t lo, int64_t ext, Ranges& ranges, i
   cuts.insert(cuts.begin(), lo);
   cuts.push_back(lo + ext);
   Interval saved = ranges.at(v);
+  // Neighbouring ranges with equal traces have equal bodies (and the body holds over their
+  // union: bounds decided alike on both sides stay decided on the hull), so they merge and
+  // keep the body already made.
   struct Piece {
     int64_t lo, hi;  // [lo, hi)
     std::vector<Outcome> trace;
+    Stmt body;
   };
   std::vector<Piece> pieces;
   for (size_t i = 0; i + 1 < cuts.size(); ++i) {
-    Piece p{cuts[i], cuts[i + 1], {}};
+    Piece p{cuts[i], cuts[i + 1], {}, nullptr};
     ranges[v] = {p.lo, p.hi - 1};
-    decided(n->body, ranges, &p.trace);
+    p.body = decided(n->body, ranges, &p.trace);
     if (!pieces.empty() && pieces.back().trace == p.trace) pieces.back().hi = p.hi;
     else pieces.push_back(std::move(p));
   }
@@ -163,7 +167,7 @@ Stmt partition_loop(const ForNode* n, int64_t lo, int64_t ext, Ranges& ranges, i
     std::vector<Stmt> loops;
     for (auto& p : pieces) {
       ranges[v] = {p.lo, p.hi - 1};
-      Stmt body = partition(decided(n->body, ranges, nullptr), ranges, max_pieces);
+      Stmt body = partition(p.body, ranges, max_pieces);
       loops.push_back(make_for(n->var, make_int(p.lo), make_int(p.hi - p.lo), n->for_kind, body));
     }
     out = make_seq(loops);
