@@ -14,7 +14,7 @@ mkdir -p "$tmp/inputs_wrong_type"
 # A TensorProto int64[1] = {5} (dims: field 1, data_type: field 2 = INT64, int64_data: field 7)
 # where the demo model takes a float image.
 printf '\x08\x01\x10\x07\x38\x05' >"$tmp/inputs_wrong_type/input_0.pb"
-printf 'k10_probs: vectorize(probs_out0_sum_r1)\n' >"$tmp/illegal.schedule"
+printf 'k11_probs: vectorize(probs_out0_sum_r1)\n' >"$tmp/illegal.schedule"
 printf 'k99_nothing: unroll(x)\n' >"$tmp/unknown_kernel.schedule"
 
 # case -> the kiln arguments, and a word the error message must contain

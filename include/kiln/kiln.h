@@ -51,6 +51,9 @@ struct CompileOptions {
   // even on a CPU without AMX, where the tile products run as plain loops (slowly). Tests
   // the AMX path's scheduling on any machine.
   bool emulate_amx = false;
+  // Channel-blocked layout (NCHW16c) for chains of f32 convolutions and the ops between them
+  // (src/ops/blocked_layout.h); false keeps every tensor in the model's plain layout.
+  bool blocked_layout = true;
 };
 
 // The fp32 FMA throughput one core of this machine reaches, in GFLOP/s, measured once per

@@ -26,6 +26,7 @@ const Registry& Registry::get() {
     register_signal(reg);
     register_host_ops(reg);
     register_sample(reg);
+    register_blocked(reg);
     return reg;
   }();
   return r;
@@ -39,9 +40,15 @@ void Registry::add_host(const std::string& op_type, HostConverter c) {
   ops_[op_type] = OpInfo{nullptr, std::move(c), 1};
 }
 
-const OpInfo* Registry::find(const std::string& op_type) const {
-  auto it = ops_.find(op_type);
-  return it == ops_.end() ? nullptr : &it->second;
+void Registry::add_internal(const std::string& op_type, Converter c) {
+  internal_[op_type] = OpInfo{std::move(c), nullptr, 1};
+}
+
+const OpInfo* Registry::find(const std::string& op_type, const std::string& domain) const {
+  const auto& table = domain.empty() ? ops_ : internal_;
+  if (!domain.empty() && domain != kInternalDomain) return nullptr;
+  auto it = table.find(op_type);
+  return it == table.end() ? nullptr : &it->second;
 }
 
 std::vector<std::string> Registry::names() const {

@@ -33,16 +33,23 @@ struct OpInfo {
   int min_opset = 1;     // oldest version of the op this converter implements
 };
 
+inline constexpr const char* kInternalDomain = "kiln.internal";
+
 class Registry {
  public:
   static const Registry& get();
   void add(const std::string& op_type, Converter c, int min_opset = 1);
   void add_host(const std::string& op_type, HostConverter c);
-  const OpInfo* find(const std::string& op_type) const;
-  std::vector<std::string> names() const;
+  // Operators only the compiler's own passes create, in domain kInternalDomain (never an
+  // ONNX model's: the importer's support check rejects that domain).
+  void add_internal(const std::string& op_type, Converter c);
+  // The converter of `op_type` in `domain` ("" for ONNX's default domain), or nullptr.
+  const OpInfo* find(const std::string& op_type, const std::string& domain = "") const;
+  std::vector<std::string> names() const;  // the ONNX operators
 
  private:
   std::map<std::string, OpInfo> ops_;
+  std::map<std::string, OpInfo> internal_;
 };
 
 // One per file; each registers its family.
@@ -63,5 +70,6 @@ void register_quant(Registry& r);
 void register_signal(Registry& r);
 void register_host_ops(Registry& r);
 void register_sample(Registry& r);
+void register_blocked(Registry& r);
 
 }  // namespace kiln::ops

@@ -10,6 +10,7 @@
 #include "graph/precision.h"
 #include "graph/qdq.h"
 #include "onnx/importer.h"
+#include "ops/blocked_layout.h"
 #include "ops/registry.h"
 #include "runtime/compiler.h"
 #include "runtime/memory_plan.h"
@@ -549,9 +550,24 @@ class Compiler {
     std::vector<graph::Node> kept;
     SequenceLowering sequences;
     int index = 0;
+    // Channel-blocked convolution chains (ops/blocked_layout.h), for f32 models being compiled.
+    std::optional<ops::BlockedLayout> layout;
+    if (opts_.blocked_layout && opts_.precision == Precision::FP32 && !types_only_) layout.emplace(g);
     while (!work.empty()) {
       graph::Node n = std::move(work.front());
       work.pop_front();
+      // Before the type check: a blocked chain reads values whose plain form is never made.
+      if (layout)
+        if (auto blocked = layout->rewrite(n, g)) {
+          // A blocked value is read where its plain value was: at most as often.
+          for (auto& [name, plain] : blocked->blocked_outputs) uses_[name] = plain.empty() ? 1 : uses_[plain];
+          for (auto& in : n.inputs) --uses_[in];
+          for (auto& m : blocked->nodes)
+            for (auto& in : m.inputs)
+              if (!layout->is_blocked(in)) ++uses_[in];
+          for (auto it = blocked->nodes.rbegin(); it != blocked->nodes.rend(); ++it) work.push_front(std::move(*it));
+          continue;
+        }
       for (auto& in : n.inputs)
         if (!in.empty() && !sequences.is_sequence(in) && (!g.has_value(in) || !g.value(in).typed))
           fail(g.source, ": ", n.label(), ": input '", in, "' has no known type");
@@ -594,8 +610,8 @@ class Compiler {
         for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) work.push_front(*it);
         continue;
       }
-      const ops::OpInfo* info = ops::Registry::get().find(n.op_type);
-      if (!info || !n.domain.empty()) fail(g.source, ": ", n.label(), ": unsupported operator");
+      const ops::OpInfo* info = ops::Registry::get().find(n.op_type, n.domain);
+      if (!info) fail(g.source, ": ", n.label(), ": unsupported operator");
       std::vector<tir::Tensor> ins;
       for (size_t i = 0; i < n.inputs.size(); ++i) {
         if (n.inputs[i].empty()) { ins.emplace_back(); continue; }

@@ -18,7 +18,7 @@ namespace {
 
 const std::map<std::string, bool> kCompileFlags = {
     {"inputs", true}, {"shape", true}, {"threads", true}, {"dump-ir", true}, {"timing", false}, {"emit", true},
-    {"schedule", true}, {"precision", true}, {"emulate-amx", false}, {"emit-target", true}, {"help", false}};
+    {"schedule", true}, {"precision", true}, {"emulate-amx", false}, {"emit-target", true}, {"layout", true}, {"help", false}};
 
 const char* kRunHelp =
     "usage: kiln run MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--save-outputs DIR] [--threads N]\n"
@@ -42,7 +42,10 @@ const char* kRunHelp =
     "  --precision P       fp32 (default) or bf16: MatMul/Gemm/Conv operands rounded to bfloat16\n"
     "                      (weights at compile time), f32 accumulation and results, the rest f32\n"
     "  --emulate-amx       schedule bf16 (with --precision bf16) and quantized int8 MatMul/Gemm for AMX\n"
-    "                      tiles even on a CPU without AMX, running them as plain loops (slow; tests the path)\n";
+    "                      tiles even on a CPU without AMX, running them as plain loops (slow; tests the path)\n"
+    "  --layout L          blocked (default): chains of f32 convolutions and the ops between them keep\n"
+    "                      16 channels contiguous per pixel (NCHW16c), converted back at the chain's end;\n"
+    "                      plain: every tensor in the model's own layout\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
@@ -120,6 +123,9 @@ Prepared prepare(const Args& a) {
   if (a.has("schedule")) p.opts.schedules = read_schedule_file(a.get("schedule"));
   p.opts.precision = parse_precision(a.get("precision"));
   p.opts.emulate_amx = a.has("emulate-amx");
+  std::string layout = a.get("layout");
+  if (layout != "" && layout != "blocked" && layout != "plain") fail("--layout: '", layout, "' is not one of blocked, plain");
+  p.opts.blocked_layout = layout != "plain";
   if (a.has("inputs")) {
     std::string dir = a.get("inputs");
     if (!fs::is_directory(dir)) fail(dir, ": not a directory");
