@@ -1,5 +1,6 @@
 #include "tir/fuse_nests.h"
 
+#include <algorithm>
 #include <set>
 
 namespace kiln::tir {
@@ -107,7 +108,7 @@ Stmt fuse_group(const std::vector<Stmt>& nests, size_t first, size_t last, const
 
 }  // namespace
 
-Stmt fuse_slice_nests(const Stmt& body) {
+Stmt fuse_slice_nests(const Stmt& body, const BufferSet& constants) {
   // The kernel's scratch allocations wrap its sequence of nests.
   std::vector<Buffer> scratch;
   Stmt s = body;
@@ -127,7 +128,8 @@ Stmt fuse_slice_nests(const Stmt& body) {
       }
     std::set<const BufferNode*> stored, loaded;
     if (first < last) buffer_accesses(nests[first], &stored, &loaded);
-    Stmt fused = first < last && stored.count(b.get()) ? fuse_group(nests, first, last, b) : nullptr;
+    bool constant_fill = std::all_of(loaded.begin(), loaded.end(), [&](const BufferNode* l) { return constants.count(l) > 0; });
+    Stmt fused = first < last && stored.count(b.get()) && !constant_fill ? fuse_group(nests, first, last, b) : nullptr;
     if (!fused) {
       kept.push_back(b);
       continue;

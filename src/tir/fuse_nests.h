@@ -5,12 +5,14 @@
 // into one and the buffer shrinks to one slice, allocated inside the merged loop. A padded
 // copy of a depthwise convolution's input is then one channel (a few KiB, in L1) made just
 // before the channel's outputs read it, instead of a whole tensor written to memory and read
-// back.
+// back. A scratch buffer filled from `constants` alone is left whole: the compiler fills
+// it once at compile time (hoist_constant_fills), not per slice on every run.
 #pragma once
+#include "tir/lower.h"
 #include "tir/stmt.h"
 
 namespace kiln::tir {
 
-Stmt fuse_slice_nests(const Stmt& body);
+Stmt fuse_slice_nests(const Stmt& body, const BufferSet& constants);
 
 }  // namespace kiln::tir

@@ -198,7 +198,7 @@ PrimFunc lower(const std::string& name, const std::vector<Tensor>& inputs,
   for (auto& o : outputs) f.params.push_back(o.buffer());
   Stmt body = make_seq(stmts);
   for (auto it = scratch.rbegin(); it != scratch.rend(); ++it) body = make_allocate(*it, body);
-  f.body = fuse_slice_nests(simplify(body));
+  f.body = fuse_slice_nests(simplify(body), constants);
   return f;
 }
 

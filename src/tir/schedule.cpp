@@ -91,8 +91,16 @@ struct Hoister {
     if (s->kind != StmtKind::Allocate) return s;
     auto a = as<AllocateNode>(s);
     Stmt body = visit_stmt(a->body);
-    if (!body || body->kind != StmtKind::Seq) return make_allocate(a->buffer, body);
-    const auto& stmts = as<SeqNode>(body)->stmts;
+    // The kernel's scratch allocations nest around one sequence of nests: look through the
+    // ones inside this one to it.
+    std::vector<Buffer> inner;
+    Stmt seq = body;
+    while (seq && seq->kind == StmtKind::Allocate) {
+      inner.push_back(as<AllocateNode>(seq)->buffer);
+      seq = as<AllocateNode>(seq)->body;
+    }
+    if (!seq || seq->kind != StmtKind::Seq) return make_allocate(a->buffer, body);
+    const auto& stmts = as<SeqNode>(seq)->stmts;
     std::set<const BufferNode*> stored, loaded;
     buffer_accesses(stmts.front(), &stored, &loaded);
     bool from_constants = stored == std::set<const BufferNode*>{a->buffer.get()} && !loaded.empty();
@@ -111,7 +119,9 @@ struct Hoister {
     fill.params.push_back(a->buffer);
     fill.body = stmts.front();
     fills.push_back({a->buffer, fill});
-    return make_seq(std::vector<Stmt>(stmts.begin() + 1, stmts.end()));
+    Stmt rest = make_seq(std::vector<Stmt>(stmts.begin() + 1, stmts.end()));
+    for (auto it = inner.rbegin(); it != inner.rend(); ++it) rest = make_allocate(*it, rest);
+    return rest;
   }
 };
 
