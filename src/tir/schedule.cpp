@@ -75,6 +75,12 @@ namespace kiln::tir {
 
 namespace {
 
+bool touches(const Stmt& s, const BufferNode* b) {
+  std::set<const BufferNode*> stored, loaded;
+  buffer_accesses(s, &stored, &loaded);
+  return stored.count(b) || loaded.count(b);
+}
+
 struct Hoister {
   const std::set<const BufferNode*>& constants;
   const std::vector<Buffer>& params;
@@ -101,15 +107,19 @@ struct Hoister {
     }
     if (!seq || seq->kind != StmtKind::Seq) return make_allocate(a->buffer, body);
     const auto& stmts = as<SeqNode>(seq)->stmts;
+    // The fill: the first nest that touches the buffer (nests before it fill other scratch).
+    size_t at = 0;
+    while (at < stmts.size() && !touches(stmts[at], a->buffer.get())) ++at;
+    if (at == stmts.size()) return make_allocate(a->buffer, body);
     std::set<const BufferNode*> stored, loaded;
-    buffer_accesses(stmts.front(), &stored, &loaded);
+    buffer_accesses(stmts[at], &stored, &loaded);
     bool from_constants = stored == std::set<const BufferNode*>{a->buffer.get()} && !loaded.empty();
     // (The fill may read what it wrote so far: a sum accumulated in place.)
     for (auto* b : loaded) from_constants &= constants.count(b) > 0 || b == a->buffer.get();
     // Only a buffer the rest only reads: a register tile initialized from a constant (a conv
     // bias) is then accumulated into, and must start afresh on every run.
     std::set<const BufferNode*> later_stored, later_loaded;
-    for (size_t i = 1; i < stmts.size(); ++i) buffer_accesses(stmts[i], &later_stored, &later_loaded);
+    for (size_t i = at + 1; i < stmts.size(); ++i) buffer_accesses(stmts[i], &later_stored, &later_loaded);
     from_constants &= !later_stored.count(a->buffer.get());
     if (!from_constants) return make_allocate(a->buffer, body);
     PrimFunc fill;
@@ -117,9 +127,11 @@ struct Hoister {
     for (auto& p : params)
       if (loaded.count(p.get())) fill.params.push_back(p);
     fill.params.push_back(a->buffer);
-    fill.body = stmts.front();
+    fill.body = stmts[at];
     fills.push_back({a->buffer, fill});
-    Stmt rest = make_seq(std::vector<Stmt>(stmts.begin() + 1, stmts.end()));
+    std::vector<Stmt> kept(stmts.begin(), stmts.end());
+    kept.erase(kept.begin() + long(at));
+    Stmt rest = make_seq(kept);
     for (auto it = inner.rbegin(); it != inner.rend(); ++it) rest = make_allocate(*it, rest);
     return rest;
   }
