@@ -1,4 +1,3 @@
-#include <cstdlib>
 #include "tir/reduction_schedule.h"
 #include "tir/tile_schedule.h"
 
@@ -485,7 +484,6 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
     for (size_t vi = innermost + 1; vi-- > 0;) {
       if (vi == innermost && !innermost_allowed) continue;
       std::optional<TilePlan> p = plan_tiles(nest, s, vi, lanes, max_vectors, constants);
-      if (p && getenv("KILN_PIX") && best && best->vi == innermost) continue;
       if (p && (!best || p->efficiency > best->efficiency + 1e-9)) best = p;
     }
     return best;
@@ -500,7 +498,6 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
     std::vector<Range> ff = full;
     if (fuse(fn, fs, ff, true)) {
       std::optional<TilePlan> fp = best_plan(fn, fs, false);
-      if (fp && getenv("KILN_PIX") && plan && plan->vi == n.axes.size() - 1) fp.reset();
       if (fp && (!plan || fp->efficiency > plan->efficiency + 1e-9)) {
         n = fn;
         shape = fs;
