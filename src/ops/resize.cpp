@@ -8,6 +8,7 @@
 
 #include "ops/common.h"
 #include "ops/registry.h"
+#include "tir/simplify.h"
 
 namespace kiln::ops {
 
@@ -72,7 +73,33 @@ std::vector<Expr> cubic_weights(const Expr& r, double a) {
   return {far(r + f64(1)), near(r), near(f64(1) - r), far(f64(2) - r)};
 }
 
+// The nearest source index in integer arithmetic, where the coordinate is out_index / k for
+// an integer scale k (asymmetric coordinates: an integer upsampling); undefined otherwise.
+// floor(o/k) = o div k, ceil(o/k) = (o + k - 1) div k, and rounding o/k to the nearest with
+// ties down / up is (2o + k - 1) div 2k / (2o + k) div 2k: the same indices as the f64
+// reference, without per-element float conversions.
+Expr integer_nearest(const ResizeSpec& s, int axis, const Expr& o) {
+  double scale = s.scales[axis];
+  if (s.coord != "asymmetric" || scale < 1 || scale != std::floor(scale) || scale > 1 << 20) return Expr();
+  int64_t k = int64_t(scale);
+  const std::string& m = s.nearest;
+  if (m == "floor" || m == "simple") return floordiv(o, k);
+  if (m == "ceil") return floordiv(o + Expr(k - 1), k);
+  if (m == "round_prefer_floor") return floordiv(o * Expr(2) + Expr(k - 1), 2 * k);
+  if (m == "round_prefer_ceil") return floordiv(o * Expr(2) + Expr(k), 2 * k);
+  return Expr();
+}
+
 std::vector<Tap> axis_taps(const ResizeSpec& s, int axis, int64_t in, const Expr& out_index) {
+  if (s.mode == Mode::Nearest)
+    if (Expr n = integer_nearest(s, axis, out_index); n.defined()) {
+      // Monotone in the output index and never negative: clamped only when the last output
+      // would read past the end.
+      int64_t last;
+      bool inside = tir::is_const_int(tir::simplify(integer_nearest(s, axis, Expr(s.out_shape[axis] - 1))), &last) &&
+                    last < in;
+      return {{inside ? n : clamp_index(n, in), f64(1)}};
+    }
   Expr x = source_coordinate(s, axis, in, tir::cast(DType::F64, out_index));
   if (s.mode == Mode::Nearest) {
     Expr n;
