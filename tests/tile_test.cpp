@@ -21,22 +21,30 @@ struct TileCase {
   int64_t m, n, k;
   DType a_type, b_type;
   bool accumulate;
+  int64_t a_bound = -1, b_bound = -1;  // BufferNode::max_abs of A and B
+  bool panels = false;                 // B packed panel-major (vnni_panel_index)
 
   PrimFunc func() const {
     Buffer c = make_buffer("C", tile_accumulator(a_type), {m * n});
-    Buffer a = make_buffer("A", a_type, {m * k});
-    Buffer b = make_buffer("B", b_type, {k * vnni_columns(n)});
-    return PrimFunc{"tile_kernel", {c, a, b}, tiled_matmul(c, a, b, m, n, k, accumulate)};
+    Buffer a = make_buffer("A", a_type, {m * k}, a_bound);
+    Buffer b = make_buffer("B", b_type, {panels ? vnni_panel_elements(k, n) : k * vnni_columns(n)}, b_bound);
+    return PrimFunc{"tile_kernel", {c, a, b}, tiled_matmul(c, a, b, m, n, k, accumulate, make_int(0), make_int(0), make_int(0), 0, panels)};
   }
 };
 
-// B [k x n] row-major -> the VNNI packing tiled_matmul reads (rows of vnni_columns(n)).
+// B [k x n] row-major -> the VNNI packing tiled_matmul reads (rows of vnni_columns(n)), or
+// with `panels` the panel-major one: [n / 32][k / group][32][group].
 template <typename T>
-std::vector<T> pack_vnni(const std::vector<T>& b, int64_t k, int64_t n, int64_t group) {
+std::vector<T> pack_vnni(const std::vector<T>& b, int64_t k, int64_t n, int64_t group, bool panels = false) {
   int64_t width = vnni_columns(n);
-  std::vector<T> out(k * width, T(0x55));  // padding columns hold junk: they must not matter
+  std::vector<T> out(panels ? vnni_panel_elements(k, n) : k * width, T(0x55));  // padding holds junk: it must not matter
   for (int64_t kk = 0; kk < k; ++kk)
-    for (int64_t j = 0; j < n; ++j) out[(kk / group) * width * group + j * group + kk % group] = b[kk * n + j];
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t at = panels ? (j / kPanelColumns) * k * kPanelColumns + (kk / group) * kPanelColumns * group +
+                                (j % kPanelColumns) * group + kk % group
+                          : (kk / group) * width * group + j * group + kk % group;
+      out[at] = b[kk * n + j];
+    }
   return out;
 }
 
@@ -70,24 +78,66 @@ TEST(Tile, Bf16ProductMatchesItsDefinition) {
 
 TEST(Tile, Int8ProductsAreExact) {
   auto value = [](DType t, uint8_t byte) { return t == DType::U8 ? int64_t(byte) : int64_t(int8_t(byte)); };
+  for (bool panels : {false, true})
   for (DType a_type : {DType::U8, DType::I8})
     for (DType b_type : {DType::I8, DType::U8}) {
-      TileCase tc{20, 21, 128, a_type, b_type, false};  // 21 columns: a partial 8-column group
+      // 21 columns: a partial 8-column group; 45 in panels: a full panel and a partial one.
+      TileCase tc{20, panels ? 45 : 21, 128, a_type, b_type, false};
+      tc.panels = panels;
       std::mt19937 rng(5);
       std::uniform_int_distribution<int> byte(0, 255);
       std::vector<uint8_t> a(tc.m * tc.k), b(tc.k * tc.n);
       for (auto& v : a) v = uint8_t(byte(rng));
       for (auto& v : b) v = uint8_t(byte(rng));
       std::vector<int32_t> c(tc.m * tc.n, -1);
-      std::vector<uint8_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::I8));
+      std::vector<uint8_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::I8), panels);
       run(tc.func(), c.data(), a.data(), packed.data());
       for (int64_t i = 0; i < tc.m; ++i)
         for (int64_t j = 0; j < tc.n; ++j) {
           int64_t want = 0;
           for (int64_t kk = 0; kk < tc.k; ++kk) want += value(a_type, a[i * tc.k + kk]) * value(b_type, b[kk * tc.n + j]);
-          ASSERT_EQ(c[i * tc.n + j], want) << dtype_name(a_type) << " x " << dtype_name(b_type) << " at " << i << "," << j;
+          ASSERT_EQ(c[i * tc.n + j], want) << dtype_name(a_type) << " x " << dtype_name(b_type) << " at " << i << "," << j
+                                           << (panels ? " (panels)" : "");
         }
     }
+}
+
+std::string assembly_for(const TileCase& tc, const codegen::Target& target);
+
+// With one operand u8 and the other s8 within [-64, 64] (quantize_static's reduce_range
+// weights), the AVX2 kernel multiplies the bytes as stored (vpmaddubsw): exact, also at the
+// extremes where a pair sum reaches 2 * 255 * 64. A bound of 65 keeps the widening kernel.
+TEST(Tile, Int8BytePairsAreExactWhereTheyCannotSaturate) {
+  for (bool a_unsigned : {true, false})
+    for (int fill : {0, 1}) {  // random bytes, then the extremes
+      TileCase tc{13, 45, 64, a_unsigned ? DType::U8 : DType::I8, a_unsigned ? DType::I8 : DType::U8, fill == 1};
+      tc.panels = true;
+      (a_unsigned ? tc.b_bound : tc.a_bound) = 64;
+      std::mt19937 rng(7);
+      std::uniform_int_distribution<int> u8(0, 255), s8(-64, 64);
+      std::vector<uint8_t> a(tc.m * tc.k), b(tc.k * tc.n);
+      // Extremes: 255 against 64, 64 (k0, k1 of each group of 4) and -64, -64 (k2, k3), so each
+      // pair sum is +-32640, the most vpmaddubsw's i16 must hold.
+      auto small = [&](int64_t kk) { return uint8_t(int8_t(fill ? (kk % 4 < 2 ? 64 : -64) : s8(rng))); };
+      auto wide = [&]() { return uint8_t(fill ? 255 : u8(rng)); };
+      for (size_t i = 0; i < a.size(); ++i) a[i] = a_unsigned ? wide() : small(int64_t(i) % tc.k);
+      for (size_t i = 0; i < b.size(); ++i) b[i] = a_unsigned ? small(int64_t(i) / tc.n) : wide();
+      std::vector<int32_t> c(tc.m * tc.n, 3);
+      std::vector<uint8_t> packed = pack_vnni(b, tc.k, tc.n, vnni_group(DType::I8), true);
+      run(tc.func(), c.data(), a.data(), packed.data());
+      auto value = [](DType t, uint8_t byte) { return t == DType::U8 ? int64_t(byte) : int64_t(int8_t(byte)); };
+      for (int64_t i = 0; i < tc.m; ++i)
+        for (int64_t j = 0; j < tc.n; ++j) {
+          int64_t want = tc.accumulate ? 3 : 0;
+          for (int64_t kk = 0; kk < tc.k; ++kk) want += value(tc.a_type, a[i * tc.k + kk]) * value(tc.b_type, b[kk * tc.n + j]);
+          ASSERT_EQ(c[i * tc.n + j], want) << (a_unsigned ? "u8 x s8" : "s8 x u8") << " fill " << fill << " at " << i << "," << j;
+        }
+    }
+  if (codegen::Target::host().vector_bits < 256 || codegen::Target::host().has_amx_int8)
+    GTEST_SKIP() << "the AVX2 8-bit kernel is not this machine's (no AVX2, or AMX)";
+  TileCase bounded{8, 16, 64, DType::U8, DType::I8, false, -1, 64}, unbounded{8, 16, 64, DType::U8, DType::I8, false, -1, 65};
+  EXPECT_NE(assembly_for(bounded, codegen::Target::host()).find("vpmaddubsw"), std::string::npos);
+  EXPECT_EQ(assembly_for(unbounded, codegen::Target::host()).find("vpmaddubsw"), std::string::npos);
 }
 
 TEST(Tile, KMustFillTileRows) {

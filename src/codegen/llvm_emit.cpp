@@ -719,7 +719,8 @@ class Emitter {
   // and A's 4 bytes of each row widen to i16 and repeat across the vector, so one vpmaddwd
   // multiplies 16 pairs and adds neighbours: lane 2c holds k0, k1 of column c, lane 2c + 1
   // k2, k3. The two halves of each column are added once, at the end. Exact: products of
-  // 8-bit values and their pair sums fit i32, with no saturation (unlike vpmaddubsw).
+  // 8-bit values and their pair sums fit i32, with no saturation (unlike vpmaddubsw, which
+  // the block uses instead where its i16 pair sums cannot saturate: byte_pair_block).
   bool avx2_int8_tile(const TileMatmulNode* n) const {
     DType at = n->a.buffer->dtype;
     // Partial 8-column groups read B's padding columns (tir::vnni_columns), never stored.
@@ -727,35 +728,38 @@ class Emitter {
            n->b.row_stride % 32 == 0 && n->depth % 4 == 0;
   }
 
+  // Whether the product may use vpmaddubsw (unsigned x signed bytes, adjacent pairs summed to
+  // i16 with saturation) on the bytes as stored: one operand u8, the other s8 with every
+  // |value| <= 64 (known for constants, tir::BufferNode::max_abs), so that a pair sum is at
+  // most 2 * 255 * 64 = 32640 and never saturates — quantize_static(reduce_range=True)
+  // weights. Returns the unsigned operand first, or {nullptr, nullptr}.
+  std::pair<const TileOperand*, const TileOperand*> byte_pairs_exact(const TileMatmulNode* n) const {
+    auto small_signed = [](const TileOperand& o) {
+      return o.buffer->dtype == DType::I8 && o.buffer->max_abs >= 0 && o.buffer->max_abs <= 64;
+    };
+    if (n->a.buffer->dtype == DType::U8 && small_signed(n->b)) return {&n->a, &n->b};
+    if (n->b.buffer->dtype == DType::U8 && small_signed(n->a)) return {&n->b, &n->a};
+    return {nullptr, nullptr};
+  }
+
   void emit_avx2_int8_tile(const TileMatmulNode* n) {
     constexpr int64_t kRows = 4, kCols = 8;
-    bool a_signed = n->a.buffer->dtype == DType::I8, b_unsigned = n->b.buffer->dtype == DType::U8;
+    bool a_signed = n->a.buffer->dtype == DType::I8;
+    bool byte_pairs = byte_pairs_exact(n).first != nullptr;
     auto* i8 = b_.getInt8Ty();
     auto* i32 = b_.getInt32Ty();
-    auto* v16i8 = llvm::FixedVectorType::get(i8, 16);
-    auto* v4i8 = llvm::FixedVectorType::get(i8, 4);
     auto* v16i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 16);
-    auto* v4i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 4);
     auto* v8i32 = llvm::FixedVectorType::get(i32, 8);
-    llvm::Function* pmadd = llvm::Intrinsic::getDeclaration(&mod_, llvm::Intrinsic::x86_avx2_pmadd_wd);
     auto base = [&](const TileOperand& o) {
       return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), expr(o.offset));
     };
     llvm::Value* c0 = base(n->c);
     llvm::Value* a0 = base(n->a);
     llvm::Value* b0 = base(n->b);
-    std::vector<int> repeat4, even, odd;
-    for (int i = 0; i < 16; ++i) repeat4.push_back(i % 4);
-    for (int i = 0; i < 4; ++i) {
-      even.push_back(2 * i);
-      odd.push_back(2 * i + 1);
-    }
-    std::vector<int> concat;
-    for (int i = 0; i < 8; ++i) concat.push_back(i);
     // With several column blocks, each block of A rows is widened to i16 once (16 values per
     // step), so the k loop broadcasts a row's 4 values with one load instead of a load, a
     // widening and a shuffle per column block.
-    bool widen_a = n->cols > kCols && n->depth % 16 == 0 && kRows * n->depth * 2 <= kMaxWidenedBytes;
+    bool widen_a = !byte_pairs && n->cols > kCols && n->depth % 16 == 0 && kRows * n->depth * 2 <= kMaxWidenedBytes;
     llvm::Value* aw = nullptr;
     if (widen_a) {
       llvm::IRBuilder<> eb(entry_, entry_->begin());
@@ -776,43 +780,10 @@ class Emitter {
         }
       }
       for (int64_t j0 = 0; j0 < n->cols; j0 += kCols) {
-        // for g in [0, depth / 4): acc[r][h] += pmadd(A[r0 + r, 4g .. 4g + 3], B[g][j0 + 4h .. + 3][0..3])
-        CountedLoop kg = open_loop("i8tile.k");
-        llvm::Value* g = kg.i;
-        std::vector<llvm::PHINode*> acc;
-        for (int64_t i = 0; i < rows * 2; ++i) {
-          acc.push_back(b_.CreatePHI(v8i32, 2, "acc"));
-          acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), kg.pre);
-        }
-        std::vector<llvm::Value*> bw;
-        for (int64_t h = 0; h < 2; ++h) {
-          llvm::Value* at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64((j0 + 4 * h) * 4));
-          llvm::Value* raw = b_.CreateAlignedLoad(v16i8, b_.CreateInBoundsGEP(i8, b0, at), llvm::Align(1));
-          bw.push_back(b_unsigned ? b_.CreateZExt(raw, v16i16) : b_.CreateSExt(raw, v16i16));
-        }
-        std::vector<llvm::Value*> next;
+        std::vector<llvm::Value*> sums = byte_pairs ? byte_pair_block(n, a0, b0, r0, rows, j0)
+                                                    : word_pair_block(n, a0, b0, aw, widen_a, r0, rows, j0);
         for (int64_t r = 0; r < rows; ++r) {
-          llvm::Value* wide;
-          if (widen_a) {
-            llvm::Value* at = b_.CreateAdd(b_.getInt64(r * n->depth), b_.CreateMul(g, b_.getInt64(4)));
-            wide = b_.CreateAlignedLoad(v4i16, b_.CreateInBoundsGEP(b_.getInt16Ty(), aw, at), llvm::Align(2));
-          } else {
-            llvm::Value* at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
-            llvm::Value* raw = b_.CreateAlignedLoad(v4i8, b_.CreateInBoundsGEP(i8, a0, at), llvm::Align(1));
-            wide = a_signed ? b_.CreateSExt(raw, v4i16) : b_.CreateZExt(raw, v4i16);
-          }
-          llvm::Value* rep = b_.CreateShuffleVector(wide, repeat4);
-          for (int64_t h = 0; h < 2; ++h)
-            next.push_back(b_.CreateAdd(acc[r * 2 + h], b_.CreateCall(pmadd, {rep, bw[h]})));
-        }
-        for (size_t i = 0; i < acc.size(); ++i) acc[i]->addIncoming(next[i], b_.GetInsertBlock());
-        close_loop(kg, n->depth / 4);
-        for (int64_t r = 0; r < rows; ++r) {
-          // Columns j0 .. j0 + 7: the two pair sums of each, the halves side by side.
-          std::vector<llvm::Value*> half;
-          for (int64_t h = 0; h < 2; ++h)
-            half.push_back(b_.CreateAdd(b_.CreateShuffleVector(next[r * 2 + h], even), b_.CreateShuffleVector(next[r * 2 + h], odd)));
-          llvm::Value* sum = b_.CreateShuffleVector(half[0], half[1], concat);
+          llvm::Value* sum = sums[size_t(r)];
           llvm::Value* ptr = b_.CreateInBoundsGEP(i32, c0, b_.getInt64((r0 + r) * n->c.row_stride + j0));
           int64_t width = std::min(kCols, n->cols - j0);
           if (width == kCols) {
@@ -829,6 +800,104 @@ class Emitter {
         }
       }
     }
+  }
+
+  // Columns j0 .. j0 + 7 of rows r0 .. r0 + rows - 1 with vpmaddwd (any 8-bit operands):
+  // for g in [0, depth / 4): acc[r][h] += pmaddwd(A[r0 + r, 4g .. 4g + 3], B[g][j0 + 4h .. + 3][0..3]);
+  // returns each row's 8 sums.
+  std::vector<llvm::Value*> word_pair_block(const TileMatmulNode* n, llvm::Value* a0, llvm::Value* b0, llvm::Value* aw,
+                                            bool widen_a, int64_t r0, int64_t rows, int64_t j0) {
+    bool a_signed = n->a.buffer->dtype == DType::I8, b_unsigned = n->b.buffer->dtype == DType::U8;
+    auto* i8 = b_.getInt8Ty();
+    auto* v16i8 = llvm::FixedVectorType::get(i8, 16);
+    auto* v4i8 = llvm::FixedVectorType::get(i8, 4);
+    auto* v16i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 16);
+    auto* v4i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 4);
+    auto* v8i32 = llvm::FixedVectorType::get(b_.getInt32Ty(), 8);
+    llvm::Function* pmadd = llvm::Intrinsic::getDeclaration(&mod_, llvm::Intrinsic::x86_avx2_pmadd_wd);
+    std::vector<int> repeat4, even, odd, concat;
+    for (int i = 0; i < 16; ++i) repeat4.push_back(i % 4);
+    for (int i = 0; i < 4; ++i) {
+      even.push_back(2 * i);
+      odd.push_back(2 * i + 1);
+    }
+    for (int i = 0; i < 8; ++i) concat.push_back(i);
+    CountedLoop kg = open_loop("i8tile.k");
+    llvm::Value* g = kg.i;
+    std::vector<llvm::PHINode*> acc;
+    for (int64_t i = 0; i < rows * 2; ++i) {
+      acc.push_back(b_.CreatePHI(v8i32, 2, "acc"));
+      acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), kg.pre);
+    }
+    std::vector<llvm::Value*> bw;
+    for (int64_t h = 0; h < 2; ++h) {
+      llvm::Value* at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64((j0 + 4 * h) * 4));
+      llvm::Value* raw = b_.CreateAlignedLoad(v16i8, b_.CreateInBoundsGEP(i8, b0, at), llvm::Align(1));
+      bw.push_back(b_unsigned ? b_.CreateZExt(raw, v16i16) : b_.CreateSExt(raw, v16i16));
+    }
+    std::vector<llvm::Value*> next;
+    for (int64_t r = 0; r < rows; ++r) {
+      llvm::Value* wide;
+      if (widen_a) {
+        llvm::Value* at = b_.CreateAdd(b_.getInt64(r * n->depth), b_.CreateMul(g, b_.getInt64(4)));
+        wide = b_.CreateAlignedLoad(v4i16, b_.CreateInBoundsGEP(b_.getInt16Ty(), aw, at), llvm::Align(2));
+      } else {
+        llvm::Value* at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
+        llvm::Value* raw = b_.CreateAlignedLoad(v4i8, b_.CreateInBoundsGEP(i8, a0, at), llvm::Align(1));
+        wide = a_signed ? b_.CreateSExt(raw, v4i16) : b_.CreateZExt(raw, v4i16);
+      }
+      llvm::Value* rep = b_.CreateShuffleVector(wide, repeat4);
+      for (int64_t h = 0; h < 2; ++h) next.push_back(b_.CreateAdd(acc[r * 2 + h], b_.CreateCall(pmadd, {rep, bw[h]})));
+    }
+    for (size_t i = 0; i < acc.size(); ++i) acc[i]->addIncoming(next[i], b_.GetInsertBlock());
+    close_loop(kg, n->depth / 4);
+    // Columns j0 .. j0 + 7: the two pair sums of each, the halves side by side.
+    std::vector<llvm::Value*> sums;
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<llvm::Value*> half;
+      for (int64_t h = 0; h < 2; ++h)
+        half.push_back(b_.CreateAdd(b_.CreateShuffleVector(next[r * 2 + h], even), b_.CreateShuffleVector(next[r * 2 + h], odd)));
+      sums.push_back(b_.CreateShuffleVector(half[0], half[1], concat));
+    }
+    return sums;
+  }
+
+  // The same block with vpmaddubsw where it is exact (byte_pairs_exact): per group of 4 k, B's
+  // 32 bytes (8 columns x 4 k) as stored and each row's 4 bytes of A repeated 8 times give 16
+  // pair sums in i16 (k0 + k1, k2 + k3 of each column), which vpmaddwd by 1 adds into the
+  // column's i32 sum: no widening, half the multiplies, one accumulator per row.
+  std::vector<llvm::Value*> byte_pair_block(const TileMatmulNode* n, llvm::Value* a0, llvm::Value* b0, int64_t r0,
+                                            int64_t rows, int64_t j0) {
+    bool a_unsigned = byte_pairs_exact(n).first == &n->a;
+    auto* i8 = b_.getInt8Ty();
+    auto* i32 = b_.getInt32Ty();
+    auto* v32i8 = llvm::FixedVectorType::get(i8, 32);
+    auto* v16i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 16);
+    auto* v8i32 = llvm::FixedVectorType::get(i32, 8);
+    llvm::Function* pmaddubs = llvm::Intrinsic::getDeclaration(&mod_, llvm::Intrinsic::x86_avx2_pmadd_ub_sw);
+    llvm::Function* pmadd = llvm::Intrinsic::getDeclaration(&mod_, llvm::Intrinsic::x86_avx2_pmadd_wd);
+    llvm::Value* ones = llvm::ConstantVector::getSplat(llvm::ElementCount::getFixed(16), b_.getInt16(1));
+    CountedLoop kg = open_loop("i8pairs.k");
+    llvm::Value* g = kg.i;
+    std::vector<llvm::PHINode*> acc;
+    for (int64_t r = 0; r < rows; ++r) {
+      acc.push_back(b_.CreatePHI(v8i32, 2, "acc"));
+      acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), kg.pre);
+    }
+    llvm::Value* b_at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64(j0 * 4));
+    llvm::Value* bv = b_.CreateAlignedLoad(v32i8, b_.CreateInBoundsGEP(i8, b0, b_at), llvm::Align(1));
+    std::vector<llvm::Value*> next;
+    for (int64_t r = 0; r < rows; ++r) {
+      llvm::Value* a_at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
+      llvm::Value* four = b_.CreateAlignedLoad(i32, b_.CreateInBoundsGEP(i8, a0, a_at), llvm::Align(1));
+      llvm::Value* av = b_.CreateBitCast(b_.CreateVectorSplat(8, four), v32i8);
+      llvm::Value* pairs = a_unsigned ? b_.CreateCall(pmaddubs, {av, bv}) : b_.CreateCall(pmaddubs, {bv, av});
+      llvm::Value* quads = b_.CreateCall(pmadd, {b_.CreateBitCast(pairs, v16i16), ones});
+      next.push_back(b_.CreateAdd(acc[size_t(r)], quads));
+    }
+    for (size_t i = 0; i < acc.size(); ++i) acc[i]->addIncoming(next[i], b_.GetInsertBlock());
+    close_loop(kg, n->depth / 4);
+    return next;
   }
 
   // Without AMX: the product's defining loops (tir/tile.h) over flat views of its buffers.

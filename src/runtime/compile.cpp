@@ -241,6 +241,14 @@ class Compiler {
     fail(g.source, ": ", missing.size(), " unsupported operator", missing.size() > 1 ? "s" : "", ": ", msg);
   }
 
+  // The largest |element| of an 8-bit integer constant (quantized weights), else -1.
+  static int64_t constant_bound(const graph::Value& v) {
+    if (!v.constant || (v.type.dtype != DType::I8 && v.type.dtype != DType::U8)) return -1;
+    int64_t bound = 0;
+    for (int64_t k = 0; k < v.constant->numel(); ++k) bound = std::max(bound, std::abs(int64_t(v.constant->get_f64(k))));
+    return bound;
+  }
+
   const HostTensor* known_value(const graph::Graph& g, const std::string& name, bool* specialized) {
     *specialized = false;
     if (name.empty()) return nullptr;
@@ -616,7 +624,7 @@ class Compiler {
       for (size_t i = 0; i < n.inputs.size(); ++i) {
         if (n.inputs[i].empty()) { ins.emplace_back(); continue; }
         const graph::Value& v = g.value(n.inputs[i]);
-        ins.push_back(tir::placeholder(v.type.shape, v.type.dtype, "in" + std::to_string(i)));
+        ins.push_back(tir::placeholder(v.type.shape, v.type.dtype, "in" + std::to_string(i), constant_bound(v)));
       }
       ops::OpContext ctx(n, ins, values);
       std::vector<tir::Tensor> outs;

@@ -23,8 +23,8 @@ Expr Tensor::operator()(std::vector<Expr> indices) const {
   return load(buf_, std::move(indices));
 }
 
-Tensor placeholder(Shape shape, DType dtype, std::string name) {
-  return Tensor(make_buffer(std::move(name), dtype, std::move(shape)), nullptr);
+Tensor placeholder(Shape shape, DType dtype, std::string name, int64_t max_abs) {
+  return Tensor(make_buffer(std::move(name), dtype, std::move(shape), max_abs), nullptr);
 }
 
 Tensor compute(Shape shape, const FCompute& f, std::string name) {

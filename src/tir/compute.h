@@ -46,7 +46,8 @@ struct ComputeOpNode {
 
 using FCompute = std::function<Expr(const std::vector<Var>&)>;
 
-Tensor placeholder(Shape shape, DType dtype, std::string name);
+// `max_abs`: a bound on |element| of an integer constant (BufferNode::max_abs), -1 when unknown.
+Tensor placeholder(Shape shape, DType dtype, std::string name, int64_t max_abs = -1);
 Tensor compute(Shape shape, const FCompute& f, std::string name);
 // A stage computed into its own buffer and never inlined into its consumers: for values that
 // consumers read many times and that are cheaper to store once (e.g. a padded copy of a

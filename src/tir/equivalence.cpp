@@ -11,7 +11,7 @@ struct Matcher {
   std::unordered_map<const BufferNode*, const BufferNode*> bufs;
 
   bool bind(const Buffer& a, const Buffer& b) {
-    if (a->dtype != b->dtype || a->shape != b->shape) return false;
+    if (a->dtype != b->dtype || a->shape != b->shape || a->max_abs != b->max_abs) return false;
     auto [it, fresh] = bufs.emplace(a.get(), b.get());
     return fresh ? true : it->second == b.get();
   }
@@ -131,7 +131,7 @@ bool equivalent(const PrimFunc& a, const PrimFunc& b) {
 
 std::string equivalence_key(const PrimFunc& f) {
   std::string k = std::to_string(count(f.body));
-  for (auto& p : f.params) k += "|" + std::string(dtype_name(p->dtype)) + shape_str(p->shape);
+  for (auto& p : f.params) k += "|" + std::string(dtype_name(p->dtype)) + shape_str(p->shape) + "~" + std::to_string(p->max_abs);
   return k;
 }
 

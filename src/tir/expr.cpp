@@ -33,8 +33,8 @@ Expr::Expr(double v) : Expr(make_const(DType::F32, v)) {}
 
 Var::Var(std::string name, DType t) : Expr(std::make_shared<VarNode>(std::move(name), t)) {}
 
-Buffer make_buffer(std::string name, DType dtype, Shape shape) {
-  return std::make_shared<BufferNode>(BufferNode{std::move(name), dtype, std::move(shape)});
+Buffer make_buffer(std::string name, DType dtype, Shape shape, int64_t max_abs) {
+  return std::make_shared<BufferNode>(BufferNode{std::move(name), dtype, std::move(shape), max_abs});
 }
 
 Expr make_const(DType t, double v) {

@@ -75,9 +75,12 @@ struct BufferNode {
   std::string name;
   DType dtype;
   Shape shape;
+  // For an integer buffer of constants: a bound on |element| known at compile time (a
+  // quantized weight's range decides which 8-bit multiply instructions are exact); -1: none.
+  int64_t max_abs = -1;
 };
 using Buffer = std::shared_ptr<const BufferNode>;
-Buffer make_buffer(std::string name, DType dtype, Shape shape);
+Buffer make_buffer(std::string name, DType dtype, Shape shape, int64_t max_abs = -1);
 
 struct IntImmNode : ExprNode {
   int64_t value;

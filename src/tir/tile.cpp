@@ -16,6 +16,12 @@ Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group) {
   return (k / make_int(group)) * make_int(n_extent * group) + n * make_int(group) + k % make_int(group);
 }
 
+Expr vnni_panel_index(const Expr& k, const Expr& n, int64_t k_extent, int64_t group) {
+  Expr panel = n / make_int(kPanelColumns), column = n % make_int(kPanelColumns);
+  return panel * make_int(k_extent * kPanelColumns) + (k / make_int(group)) * make_int(kPanelColumns * group) +
+         column * make_int(group) + k % make_int(group);
+}
+
 Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c, const Buffer& a, const Buffer& b) {
   Var i("tile_i"), j("tile_j"), k("tile_k");
   int64_t g = vnni_group(a->dtype);
@@ -32,7 +38,7 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c, const Buffer& a
 }
 
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, int64_t n, int64_t k, bool accumulate,
-                  const Expr& c_base, const Expr& a_base, const Expr& b_base, int64_t b_columns) {
+                  const Expr& c_base, const Expr& a_base, const Expr& b_base, int64_t b_columns, bool b_panels) {
   if (b_columns == 0) b_columns = vnni_columns(n);
   if (!tile_types_supported(a->dtype, b->dtype) || c->dtype != tile_accumulator(a->dtype)) return nullptr;
   int64_t g = vnni_group(a->dtype), step = kTileRowBytes / dtype_bytes(a->dtype);
@@ -50,13 +56,16 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
   };
   std::vector<Stmt> parts;
   int64_t block_rows = kTileBlock * kTileRows, block_cols = kTileBlock * cols;
+  if (b_panels && block_cols != kPanelColumns) return nullptr;
   for (const Band& r : bands(m, block_rows))
     for (const Band& w : bands(n, block_cols)) {
       Var bi("tile_row_block"), bj("tile_col_block");
       Expr row = make_int(r.start) + Expr(bi) * make_int(block_rows), col = make_int(w.start) + Expr(bj) * make_int(block_cols);
+      TileOperand b_op = b_panels ? TileOperand{b, b_base + (col / make_int(kPanelColumns)) * make_int(k * kPanelColumns),
+                                                kPanelColumns * g}
+                                   : TileOperand{b, b_base + col * make_int(g), b_columns * g};
       auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, c_base + row * make_int(n) + col, n},
-                                                   TileOperand{a, a_base + row * make_int(k), k},
-                                                   TileOperand{b, b_base + col * make_int(g), b_columns * g}, r.size, w.size, k,
+                                                   TileOperand{a, a_base + row * make_int(k), k}, b_op, r.size, w.size, k,
                                                    accumulate);
       parts.push_back(make_for(bi, make_int(0), make_int(r.count), ForKind::Serial,
                                make_for(bj, make_int(0), make_int(w.count), ForKind::Serial, tile)));

@@ -30,6 +30,15 @@ inline int64_t vnni_columns(int64_t n) { return (n + 7) / 8 * 8; }
 // of g, N' = vnni_columns(N) passed as n_extent).
 Expr vnni_index(const Expr& k, const Expr& n, int64_t n_extent, int64_t group);
 
+// Columns of one panel of the panel-major VNNI packing: a tile product's block of C columns.
+inline constexpr int64_t kPanelColumns = 32;
+// Elements of the panel-major packing of a K x N matrix: N rounded up to whole panels.
+inline int64_t vnni_panel_elements(int64_t k, int64_t n) { return k * ((n + kPanelColumns - 1) / kPanelColumns * kPanelColumns); }
+// Index of element (k, n) in the panel-major VNNI packing [N / 32][K / g][32][g]: each tile
+// product's B is one contiguous block (K * 32 elements), so the k loop walks memory in order
+// instead of one page per k group (a row-major packing of 3072 columns strides 12 KiB).
+Expr vnni_panel_index(const Expr& k, const Expr& n, int64_t k_extent, int64_t group);
+
 // The tile product as plain loops over flat (1-D) views of its buffers: its definition, and
 // the code for targets without tile instructions.
 Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buffer& a_flat, const Buffer& b_flat);
@@ -39,9 +48,10 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buff
 // row-major and addressed flat from element offsets `c_base` / `a_base` / `b_base` (B's
 // offset in elements: g times its first column), as one tile product per 32 x 32 block of C
 // (2 x 2 tiles; smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
-// values). Returns null when the types or K do not fit.
+// values). Returns null when the types or K do not fit. With `b_panels`, B is packed by
+// vnni_panel_index instead (b_base then in elements too, b_columns ignored).
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
                   bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0),
-                  const Expr& b_base = make_int(0), int64_t b_columns = 0);
+                  const Expr& b_base = make_int(0), int64_t b_columns = 0, bool b_panels = false);
 
 }  // namespace kiln::tir

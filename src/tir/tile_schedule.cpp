@@ -140,7 +140,7 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
     }
     return idx;
   };
-  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * vnni_columns(pixels)});
+  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {vnni_panel_elements(kk, pixels)});
   Var pk("vnni_k"), pq("vnni_p");
   VarMap at_position{{k.as<VarNode>(), Expr(pk)}};
   std::vector<Expr> position = spatial(pq);
@@ -149,7 +149,7 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   for (auto& e : x->indices) x_at.push_back(simplify(substitute(e, at_position)));
   Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
                        make_for(pq, make_int(0), make_int(pixels), ForKind::Serial,
-                                make_store(packed, {vnni_index(pk, pq, vnni_columns(pixels), vnni_group(a_type))},
+                                make_store(packed, {vnni_panel_index(pk, pq, kk, vnni_group(a_type))},
                                            load(x->buffer, x_at))));
   Buffer rowsum;
   Stmt sums;
@@ -165,7 +165,7 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   bool direct = !epilogue.value.defined() && dst->dtype == r->dtype && is_zero(r->init) && !rowsum;
   Stmt per_image;
   if (direct) {
-    per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0));
+    per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0), make_int(0), 0, true);
   } else {
     Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * pixels});
     Expr q = make_int(0);
@@ -174,7 +174,8 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
     Expr value = finish(load(c, {Expr(axes[1]) * make_int(pixels) + q}), r, correction, epilogue, dst->dtype);
     Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value);
     for (size_t d = rank; d-- > 1;) apply = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, apply);
-    per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0)),
+    per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0),
+                                                        make_int(0), 0, true),
                                            apply}));
   }
   // Each image packs into its own buffer (the image loop may run in parallel).
@@ -237,7 +238,7 @@ Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const Re
                          pack_store(load(x->buffer, {x->indices[0], pk, Expr(pq) / make_int(wp), Expr(pq) % make_int(wp)}))),
                 make_for(pq, make_int(hp * wp), make_int(cols - hp * wp), ForKind::Serial, pack_store(make_const(b_type, 0)))}));
   // The weights per window offset, each an M x C row-major A.
-  Buffer weights = make_buffer(dst->name + "_offsets", a_type, {offsets * m * channels});
+  Buffer weights = make_buffer(dst->name + "_offsets", a_type, {offsets * m * channels}, w->buffer->max_abs);
   Var wt("offset"), wm("offset_m"), wc("offset_c");
   Stmt weights_fill = make_for(
       wt, make_int(0), make_int(offsets), ForKind::Serial,
@@ -336,11 +337,11 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
     idx.push_back(b_transposed ? kx : nx);
     return load(b->buffer, idx);
   };
-  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {kk * vnni_columns(n)});
+  Buffer packed = make_buffer(dst->name + "_vnni", b_type, {vnni_panel_elements(kk, n)}, b->buffer->max_abs);
   Var pk("vnni_k"), pn("vnni_n");
   Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
                        make_for(pn, make_int(0), make_int(n), ForKind::Serial,
-                                make_store(packed, {vnni_index(pk, pn, vnni_columns(n), vnni_group(b_type))}, b_at(pk, pn))));
+                                make_store(packed, {vnni_panel_index(pk, pn, kk, vnni_group(b_type))}, b_at(pk, pn))));
   Buffer colsum;
   Stmt sums;
   if (!is_zero(p->a_zero_point)) {
@@ -357,7 +358,8 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   bool direct = !epilogue.value.defined() && dst->dtype == r->dtype && is_zero(r->init) && !colsum;
   Stmt body;
   if (direct) {
-    body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, flat_offset(dst_start, dst->shape), a_base);
+    body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, flat_offset(dst_start, dst->shape), a_base, make_int(0), 0,
+                        true);
   } else {
     // The products into a scratch m x n block, then per element: the initial value, the
     // zero-point correction and the epilogue.
@@ -367,7 +369,8 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
     Stmt apply = make_for(axes[rank - 2], make_int(0), make_int(m), ForKind::Serial,
                           make_for(axes[rank - 1], make_int(0), make_int(n), ForKind::Serial,
                                    make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
-    body = make_allocate(c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base), apply}));
+    body = make_allocate(
+        c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true), apply}));
   }
   // A B that differs per batch index is packed inside the batch loops, into buffers of each
   // iteration's own (the outer loop may run in parallel); otherwise once, before them.
