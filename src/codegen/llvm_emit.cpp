@@ -609,13 +609,20 @@ class Emitter {
   // ldtilecfg), so products of different shapes in one function would compete for the eight
   // registers; apart, each gets all eight.
   void emit_amx_tile(const TileMatmulNode* n) {
-    std::string key = "kiln_tile_" + std::string(dtype_name(n->a.buffer->dtype)) + dtype_name(n->b.buffer->dtype) + "_" +
-                      std::to_string(n->rows) + "x" +
-                      std::to_string(n->cols) + "x" + std::to_string(n->depth) + (n->accumulate ? "_acc" : "") + "_s" +
-                      std::to_string(n->c.row_stride) + "_" + std::to_string(n->a.row_stride) + "_" +
-                      std::to_string(n->b.row_stride);
+    std::string key = tile_key("kiln_tile_", n);
     llvm::Function*& fn = tile_fns_[key];
     if (!fn) fn = amx_tile_function(key, n);
+    call_tile(fn, n);
+  }
+
+  // Name of the function computing tile product `n`: what its code depends on.
+  static std::string tile_key(const std::string& prefix, const TileMatmulNode* n) {
+    return prefix + std::string(dtype_name(n->a.buffer->dtype)) + dtype_name(n->b.buffer->dtype) + "_" +
+           std::to_string(n->rows) + "x" + std::to_string(n->cols) + "x" + std::to_string(n->depth) +
+           (n->accumulate ? "_acc" : "") + "_s" + std::to_string(n->c.row_stride) + "_" + std::to_string(n->a.row_stride) +
+           "_" + std::to_string(n->b.row_stride);
+  }
+  void call_tile(llvm::Function* fn, const TileMatmulNode* n) {
     auto at = [&](const TileOperand& o) {
       return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), expr(o.offset));
     };
@@ -742,20 +749,44 @@ class Emitter {
     return {nullptr, nullptr};
   }
 
+  // As for AMX, each distinct product is a function of its own, called with the three
+  // pointers: a model's many products of one shape (every window offset of a convolution, every
+  // block of a layer) share its code, which keeps code generation short.
   void emit_avx2_int8_tile(const TileMatmulNode* n) {
+    bool byte_pairs = byte_pairs_exact(n).first != nullptr;
+    std::string key = tile_key(byte_pairs ? "kiln_i8pairs_" : "kiln_i8words_", n);
+    llvm::Function*& fn = tile_fns_[key];
+    if (!fn) {
+      auto* ptr = llvm::PointerType::get(ctx_, 0);
+      auto* fty = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr, ptr, ptr}, false);
+      fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, key, mod_);
+      fn->addFnAttr(llvm::Attribute::NoUnwind);
+      fn->addFnAttr(llvm::Attribute::NoInline);
+      auto ip = b_.saveIP();
+      llvm::Function* outer_fn = fn_;
+      llvm::BasicBlock* outer_entry = entry_;
+      fn_ = fn;
+      entry_ = llvm::BasicBlock::Create(ctx_, "entry", fn);
+      auto* body = llvm::BasicBlock::Create(ctx_, "body", fn);
+      b_.SetInsertPoint(body);
+      avx2_int8_tile_body(n, byte_pairs, fn->getArg(0), fn->getArg(1), fn->getArg(2));
+      b_.CreateRetVoid();
+      b_.SetInsertPoint(entry_);
+      b_.CreateBr(body);
+      fn_ = outer_fn;
+      entry_ = outer_entry;
+      b_.restoreIP(ip);
+    }
+    call_tile(fn, n);
+  }
+
+  void avx2_int8_tile_body(const TileMatmulNode* n, bool byte_pairs, llvm::Value* c0, llvm::Value* a0, llvm::Value* b0) {
     constexpr int64_t kRows = 4, kCols = 8;
     bool a_signed = n->a.buffer->dtype == DType::I8;
-    bool byte_pairs = byte_pairs_exact(n).first != nullptr;
     auto* i8 = b_.getInt8Ty();
     auto* i32 = b_.getInt32Ty();
     auto* v16i16 = llvm::FixedVectorType::get(b_.getInt16Ty(), 16);
     auto* v8i32 = llvm::FixedVectorType::get(i32, 8);
-    auto base = [&](const TileOperand& o) {
-      return b_.CreateInBoundsGEP(mem_type(o.buffer->dtype), bufs_.at(o.buffer.get()), expr(o.offset));
-    };
-    llvm::Value* c0 = base(n->c);
-    llvm::Value* a0 = base(n->a);
-    llvm::Value* b0 = base(n->b);
     // With several column blocks, each block of A rows is widened to i16 once (16 values per
     // step), so the k loop broadcasts a row's 4 values with one load instead of a load, a
     // widening and a shuffle per column block.

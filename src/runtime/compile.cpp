@@ -241,12 +241,16 @@ class Compiler {
     fail(g.source, ": ", missing.size(), " unsupported operator", missing.size() > 1 ? "s" : "", ": ", msg);
   }
 
-  // The largest |element| of an 8-bit integer constant (quantized weights), else -1.
+  // A bound on |element| of an 8-bit integer constant, for tir::BufferNode::max_abs: 64 when
+  // every value is within [-64, 64] (quantized weights with reduce_range, which the AVX2
+  // kernel multiplies as byte pairs), else -1. Coarse on purpose: kernels of layers whose
+  // weights differ only in their exact range stay equivalent and compile once.
   static int64_t constant_bound(const graph::Value& v) {
+    constexpr int64_t kBytePairBound = 64;
     if (!v.constant || (v.type.dtype != DType::I8 && v.type.dtype != DType::U8)) return -1;
-    int64_t bound = 0;
-    for (int64_t k = 0; k < v.constant->numel(); ++k) bound = std::max(bound, std::abs(int64_t(v.constant->get_f64(k))));
-    return bound;
+    for (int64_t k = 0; k < v.constant->numel(); ++k)
+      if (std::abs(int64_t(v.constant->get_f64(k))) > kBytePairBound) return -1;
+    return kBytePairBound;
   }
 
   const HostTensor* known_value(const graph::Graph& g, const std::string& name, bool* specialized) {
