@@ -192,9 +192,9 @@ def render(model_rows, gemm_rows, peak, isa):
          f"Measured by `bench/lowp.py` (run by `bench/run.sh`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
          f"kiln git {git_head()}, on this machine: {isa}. It has **no AMX and no "
          "AVX-512**, so nothing here runs on tile hardware: bf16 products run as f32 arithmetic on bf16-rounded "
-         "operands (the numerics of AMX's `tdpbf16ps`), int8 products as AVX2 code (tile products as `vpmaddwd` "
-         "kernels: MatMul/Gemm, 1x1 and stride-1 window convolutions with 64-multiple channels; i32 register "
-         "tiles elsewhere). The AMX targets of issue 4 cannot be measured here.", "",
+         "operands (the numerics of AMX's `tdpbf16ps`), int8 products as AVX2 code (tile products — MatMul/Gemm, 1x1 and "
+         "stride-1 window convolutions with 64-multiple channels — as `vpmaddubsw` kernels where the weights lie in "
+         "[-64, 64], `vpmaddwd` ones otherwise; i32 register tiles elsewhere). The AMX targets of issue 4 cannot be measured here.", "",
          "### Whole models (batch 1; ms, medians)", "",
          "bf16: kiln `--precision bf16` against ONNX Runtime fp32, error of kiln bf16 against kiln fp32 "
          "on 8 random inputs (relative error |d| / max(|ref|, 1e-3 max|ref|); top-1: rows of a 2-D "
@@ -211,9 +211,10 @@ def render(model_rows, gemm_rows, peak, isa):
                  f"{fmt(r['steps'], '.1f')} |")
     L += ["", "### int8 GEMM (u8 x s8 -> s32, constant B; best of 5 runs)", "",
           f"GOP/s count 2·M·N·K; '% fp32 peak' compares them with the measured fp32 FMA peak of this machine "
-          f"({peak:.0f} GFLOP/s per core, times the threads): kiln's int8 products are `vpmaddwd` "
-          "multiply-adds of i16 pairs (exact; AVX2 has no int8 dot product, AVX-512 VNNI and AMX are not here), "
-          "oneDNN's `vpmaddubsw` ones (u8 x s8 pairs saturating to i16).", "",
+          f"({peak:.0f} GFLOP/s per core, times the threads): kiln's int8 products are `vpmaddubsw` "
+          "multiply-adds of u8 x s8 byte pairs when the constant operand lies in [-64, 64], so that no i16 pair sum "
+          "saturates (these GEMMs' B does), else `vpmaddwd` ones of i16 pairs (exact; AVX2 has no int8 dot product, "
+          "AVX-512 VNNI and AMX are not here); oneDNN's are `vpmaddubsw` (u8 x s8 pairs saturating to i16).", "",
           "| M x N x K | threads | kiln ms | kiln GOP/s | % fp32 peak | oneDNN u8s8s32 ms | oneDNN GOP/s "
           "| kiln / oneDNN time |",
           "|---|---|---|---|---|---|---|---|"]
