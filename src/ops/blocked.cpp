@@ -54,20 +54,6 @@ BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, c
   return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(Idx{n, cb, h, w, l}); };
 }
 
-// The plain input padded as ops/conv.cpp pads it: x[N, C, Hp, Wp].
-Tensor padded_plain(const Tensor& x, const Window& win, const std::string& name) {
-  bool any = false;
-  for (int d = 0; d < 2; ++d) any |= win.may_underflow(d) || win.may_overflow(d);
-  if (!any) return x;
-  Shape shape{x.dim(0), x.dim(1), x.dim(2) + win.pad_begin[0] + win.pad_end[0], x.dim(3) + win.pad_begin[1] + win.pad_end[1]};
-  return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
-    Expr h = Expr(i[2]) - win.pad_begin[0], w = Expr(i[3]) - win.pad_begin[1];
-    Expr inside = tir::ge(h, 0) && tir::lt(h, x.dim(2)) && tir::ge(w, 0) && tir::lt(w, x.dim(3));
-    return tir::select(inside, x(Idx{i[0], i[1], tir::max(0, tir::min(x.dim(2) - 1, h)), tir::max(0, tir::min(x.dim(3) - 1, w))}),
-                       tir::make_const(x.dtype(), 0));
-  }, name);
-}
-
 // Input coordinate (padded) of output position o at tap k along axis d.
 Expr tap(const Window& win, int d, const Expr& o, const Expr& k) { return o * win.strides[d] + k * win.dilations[d]; }
 
@@ -95,7 +81,7 @@ Tensor conv_blocked(OpContext& ctx) {
   Tensor keep, plain_padded;
   BlockedRead read_blocked;
   if (in_blocked) read_blocked = padded_blocked(x, p, win, zero, name + "_padded", &keep);
-  else plain_padded = padded_plain(x, win, name + "_padded");
+  else plain_padded = pad_input(x, win, Expr(), name + "_padded");
   int64_t kh = w.dim(2), kw = w.dim(3), cb_count = p.channels / kBlock;
   int64_t out_pixels = win.out[0] * win.out[1];
   auto init = [&](const Expr& m) { return ctx.has_input(2) ? ctx.input(2)(m) : zero; };

@@ -93,33 +93,6 @@ std::vector<Expr> weight_index(Expr out_channel, Expr in_channel, const std::vec
   return idx;
 }
 
-// x[n, c, at - pad_begin] at coordinates `at` of the padded input: `pad` in the padding (a
-// quantized input's zero point, so the padding adds nothing to the sum), else 0.
-Expr padded_read(const Tensor& x, const Window& win, const Expr& n, const Expr& c, const std::vector<Expr>& at,
-                 const Expr& pad) {
-  std::vector<Expr> idx{n, c};
-  Expr inside = tir::make_int(1, DType::Bool);
-  for (int d = 0; d < win.rank(); ++d) {
-    Expr coord = at[d] - win.pad_begin[d];
-    inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
-    idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
-  }
-  return tir::select(inside, x(idx), pad.defined() ? pad : tir::make_const(x.dtype(), 0));
-}
-
-// x with its padding stored: [N, C, in + pad_begin + pad_end ...]. Returns x itself when
-// no window reaches outside it.
-Tensor pad_input(const Tensor& x, const Window& win, const Expr& pad, const std::string& name) {
-  bool any = false;
-  for (int d = 0; d < win.rank(); ++d) any |= win.may_underflow(d) || win.may_overflow(d);
-  if (!any) return x;
-  Shape shape{x.dim(0), x.dim(1)};
-  for (int d = 0; d < win.rank(); ++d) shape.push_back(win.in[d] + win.pad_begin[d] + win.pad_end[d]);
-  return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
-    return padded_read(x, win, i[0], i[1], std::vector<Expr>(i.begin() + 2, i.end()), pad);
-  }, name);
-}
-
 // x padded as pad_input does, with its last dimension also split by that dimension's
 // stride s into phases: planes[n, c, d.., p, q] = padded[n, c, d.., q * s + p] (0 past the
 // end). A strided window then reads neighbouring q for neighbouring outputs: vector loads

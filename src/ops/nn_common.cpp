@@ -111,6 +111,33 @@ Expr window_read(const Tensor& x, const Expr& n, const Expr& c, const Window& w,
   return guarded ? tir::select(window_inside(w, out, k), v, outside) : v;
 }
 
+// x[n, c, at - pad_begin] at coordinates `at` of the padded input: `pad` in the padding (a
+// quantized input's zero point, so the padding adds nothing to the sum), else 0.
+Expr padded_read(const Tensor& x, const Window& win, const Expr& n, const Expr& c, const std::vector<Expr>& at,
+                 const Expr& pad) {
+  std::vector<Expr> idx{n, c};
+  Expr inside = tir::make_int(1, DType::Bool);
+  for (int d = 0; d < win.rank(); ++d) {
+    Expr coord = at[d] - win.pad_begin[d];
+    inside = inside && tir::ge(coord, 0) && tir::lt(coord, win.in[d]);
+    idx.push_back(tir::max(0, tir::min(win.in[d] - 1, coord)));
+  }
+  return tir::select(inside, x(idx), pad.defined() ? pad : tir::make_const(x.dtype(), 0));
+}
+
+// x with its padding stored: [N, C, in + pad_begin + pad_end ...]. Returns x itself when
+// no window reaches outside it.
+Tensor pad_input(const Tensor& x, const Window& win, const Expr& pad, const std::string& name) {
+  bool any = false;
+  for (int d = 0; d < win.rank(); ++d) any |= win.may_underflow(d) || win.may_overflow(d);
+  if (!any) return x;
+  Shape shape{x.dim(0), x.dim(1)};
+  for (int d = 0; d < win.rank(); ++d) shape.push_back(win.in[d] + win.pad_begin[d] + win.pad_end[d]);
+  return tir::compute_materialized(shape, [&](const std::vector<Var>& i) {
+    return padded_read(x, win, i[0], i[1], std::vector<Expr>(i.begin() + 2, i.end()), pad);
+  }, name);
+}
+
 Expr quant_param(const OpContext& ctx, const Tensor& p, const Expr& index) {
   if (shape_numel(p.shape()) == 1) return p(std::vector<Expr>(p.ndim(), Expr(0)));
   if (p.ndim() != 1) ctx.error("quantization parameter '", p.name(), "' must be a scalar or 1-D, got shape ", shape_str(p.shape()));

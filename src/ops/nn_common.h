@@ -61,6 +61,13 @@ Expr window_read(const Tensor& x, const Expr& n, const Expr& c, const Window& w,
                  const std::function<Expr(Expr)>& transform, const Expr& outside);
 // True where the window position of output `out` at offsets `k` is inside the input.
 Expr window_inside(const Window& w, const std::vector<Expr>& out, const std::vector<Expr>& k);
+// x[n, c, at - pad_begin] at coordinates `at` of the padded input: `pad` in the padding (a
+// quantized input's zero point), else 0.
+Expr padded_read(const Tensor& x, const Window& win, const Expr& n, const Expr& c, const std::vector<Expr>& at,
+                 const Expr& pad);
+// x (N, C, D1..Dn) with its padding stored: [N, C, in + pad_begin + pad_end ...] (`pad` there,
+// or 0 when undefined); x itself when no window reaches outside it.
+Tensor pad_input(const Tensor& x, const Window& win, const Expr& pad, const std::string& name);
 
 // ---- quantization ----------------------------------------------------------------------
 // Quantization parameter (scale or zero point) for the slice `index` along the quantized axis:

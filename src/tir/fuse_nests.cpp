@@ -17,11 +17,6 @@ const ForNode* outer_loop(const Stmt& s, int64_t* extent) {
   return n;
 }
 
-bool touches(const Stmt& s, const BufferNode* b) {
-  std::set<const BufferNode*> stored, loaded;
-  buffer_accesses(s, &stored, &loaded);
-  return stored.count(b) || loaded.count(b);
-}
 
 // Whether every access to `b` in `s` indexes dimension `*dim` with exactly `v`; a negative
 // `*dim` is set from the first access. Tile products address buffers by offsets: never.

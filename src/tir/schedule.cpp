@@ -75,11 +75,6 @@ namespace kiln::tir {
 
 namespace {
 
-bool touches(const Stmt& s, const BufferNode* b) {
-  std::set<const BufferNode*> stored, loaded;
-  buffer_accesses(s, &stored, &loaded);
-  return stored.count(b) || loaded.count(b);
-}
 
 struct Hoister {
   const std::set<const BufferNode*>& constants;

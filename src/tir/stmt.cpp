@@ -240,4 +240,10 @@ void buffer_accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::se
   });
 }
 
+bool touches(const Stmt& s, const BufferNode* b) {
+  std::set<const BufferNode*> stored, loaded;
+  buffer_accesses(s, &stored, &loaded);
+  return stored.count(b) || loaded.count(b);
+}
+
 }  // namespace kiln::tir

@@ -113,6 +113,8 @@ void visit(const Stmt& s, const std::function<void(const Stmt&)>& f);  // pre-or
 
 // Buffers `s` stores to (allocations count as stores) and loads from.
 void buffer_accesses(const Stmt& s, std::set<const BufferNode*>* stored, std::set<const BufferNode*>* loaded);
+// Whether `s` stores to or loads from `b`.
+bool touches(const Stmt& s, const BufferNode* b);
 
 std::string to_string(const Expr& e);
 std::string to_string(const Stmt& s, int indent = 0);
