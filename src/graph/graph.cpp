@@ -6,6 +6,37 @@
 
 namespace kiln::graph {
 
+Attribute int_attribute(int64_t v) {
+  Attribute a;
+  a.kind = Attribute::Kind::Int;
+  a.i = v;
+  return a;
+}
+
+Attribute ints_attribute(std::vector<int64_t> v) {
+  Attribute a;
+  a.kind = Attribute::Kind::Ints;
+  a.ints = std::move(v);
+  return a;
+}
+
+Attribute string_attribute(std::string s) {
+  Attribute a;
+  a.kind = Attribute::Kind::String;
+  a.s = std::move(s);
+  return a;
+}
+
+int64_t int_attr(const Node& n, const std::string& name, int64_t def) {
+  auto it = n.attrs.find(name);
+  return it == n.attrs.end() ? def : it->second.i;
+}
+
+std::vector<int64_t> ints_attr(const Node& n, const std::string& name, std::vector<int64_t> def) {
+  auto it = n.attrs.find(name);
+  return it == n.attrs.end() ? def : it->second.ints;
+}
+
 std::string TensorType::str() const { return std::string(dtype_name(dtype)) + shape_str(shape); }
 
 Value& Graph::value(const std::string& name) {

@@ -32,6 +32,11 @@ struct Attribute {
   std::shared_ptr<const Graph> graph;  // If / Loop / Scan bodies
 };
 
+// Attributes for nodes a pass makes.
+Attribute int_attribute(int64_t v);
+Attribute ints_attribute(std::vector<int64_t> v);
+Attribute string_attribute(std::string s);
+
 struct Node {
   std::string name;  // never empty: the importer names anonymous nodes "<op>_<index>"
   std::string op_type;
@@ -42,6 +47,11 @@ struct Node {
 
   std::string label() const { return "node '" + name + "' (" + op_type + ")"; }
 };
+
+// A node's int / ints attribute, or `def` when it has none (for passes; converters read
+// attributes through ops::OpContext, which also checks their kinds).
+int64_t int_attr(const Node& n, const std::string& name, int64_t def);
+std::vector<int64_t> ints_attr(const Node& n, const std::string& name, std::vector<int64_t> def = {});
 
 struct Value {
   TensorType type;

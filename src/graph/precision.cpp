@@ -17,10 +17,7 @@ Node cast_node(const std::string& in, const std::string& out, DType to, int opse
   c.opset = opset;
   c.inputs = {in};
   c.outputs = {out};
-  Attribute a;
-  a.kind = Attribute::Kind::Int;
-  a.i = dtype_to_onnx(to);
-  c.attrs["to"] = a;
+  c.attrs["to"] = int_attribute(dtype_to_onnx(to));
   return c;
 }
 
@@ -65,10 +62,7 @@ std::optional<std::vector<Node>> narrow_operands(const Node& n, Graph& g, Precis
       g.values[read] = Value{};
     }
   }
-  Attribute mark;
-  mark.kind = Attribute::Kind::Int;
-  mark.i = 1;
-  product.attrs[kF32ResultAttr] = mark;
+  product.attrs[kF32ResultAttr] = int_attribute(1);
   out.push_back(std::move(product));
   return out;
 }

@@ -7,7 +7,6 @@
 
 namespace kiln::ops {
 
-using graph::Attribute;
 using graph::TensorType;
 using graph::Value;
 
@@ -22,33 +21,6 @@ const std::set<std::string> kUnary = {"Relu",     "LeakyRelu", "Clip",  "Sigmoid
                                       "Mish",     "Gelu",      "ThresholdedRelu"};
 // Elementwise operators over broadcast tensors.
 const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu"};
-
-std::vector<int64_t> ints_attr(const Node& n, const std::string& name, std::vector<int64_t> def = {}) {
-  auto it = n.attrs.find(name);
-  return it == n.attrs.end() ? def : it->second.ints;
-}
-int64_t int_attr(const Node& n, const std::string& name, int64_t def) {
-  auto it = n.attrs.find(name);
-  return it == n.attrs.end() ? def : it->second.i;
-}
-Attribute ints(std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Ints;
-  a.ints = std::move(v);
-  return a;
-}
-Attribute integer(int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Int;
-  a.i = v;
-  return a;
-}
-Attribute text(std::string s) {
-  Attribute a;
-  a.kind = Attribute::Kind::String;
-  a.s = std::move(s);
-  return a;
-}
 
 const HostTensor* constant(const Graph& g, const std::string& name) {
   if (name.empty() || !g.has_value(name)) return nullptr;
@@ -136,9 +108,9 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::conv(const Node& n, Graph& 
     if (!g.has_value(n.inputs[2]) || !g.value(n.inputs[2]).typed || g.value(n.inputs[2]).type.dtype != DType::F32)
       return std::nullopt;
   }
-  int64_t out_channels = w->shape[0], group = int_attr(n, "group", 1);
+  int64_t out_channels = w->shape[0], group = graph::int_attr(n, "group", 1);
   std::vector<int64_t> kernel{w->shape[2], w->shape[3]};
-  if (!all_ones(ints_attr(n, "dilations", {1, 1})) || ints_attr(n, "kernel_shape", kernel) != kernel) return std::nullopt;
+  if (!all_ones(graph::ints_attr(n, "dilations", {1, 1})) || graph::ints_attr(n, "kernel_shape", kernel) != kernel) return std::nullopt;
   bool out_blocked = out_channels % kBlock == 0 && may_block(n.outputs[0]);
   if (group > 1) {
     if (group != channels || out_channels != channels || w->shape[1] != 1 || !bx || !out_blocked) return std::nullopt;
@@ -155,12 +127,12 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::conv(const Node& n, Graph& 
   m.name = n.name + "/blocked";
   if (bx) {
     m.inputs[0] = bx->name;
-    m.attrs["blocked_in"] = integer(1);
-    m.attrs["channels"] = integer(channels);
-    m.attrs["spatial"] = ints({height, width});
+    m.attrs["blocked_in"] = graph::int_attribute(1);
+    m.attrs["channels"] = graph::int_attribute(channels);
+    m.attrs["spatial"] = graph::ints_attribute({height, width});
   }
   if (out_blocked) {
-    m.attrs["blocked_out"] = integer(1);
+    m.attrs["blocked_out"] = graph::int_attribute(1);
     m.outputs[0] = add_output(r, g, n.outputs[0], batch, out_channels, win.out[0], win.out[1]);
   }
   r.nodes.push_back(std::move(m));
@@ -210,7 +182,7 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::elementwise(const Node& n, 
 }
 
 std::optional<BlockedLayout::Rewrite> BlockedLayout::batch_norm(const Node& n, Graph& g) {
-  if (n.inputs.size() != 5 || n.outputs.empty() || !may_block(n.outputs[0]) || int_attr(n, "training_mode", 0))
+  if (n.inputs.size() != 5 || n.outputs.empty() || !may_block(n.outputs[0]) || graph::int_attr(n, "training_mode", 0))
     return std::nullopt;
   for (size_t i = 1; i < n.outputs.size(); ++i)
     if (!n.outputs[i].empty()) return std::nullopt;
@@ -258,16 +230,16 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::pool(const Node& n, Graph& 
   if (!global && n.op_type != "MaxPool" && n.op_type != "AveragePool") return std::nullopt;
   int64_t height = 1, width = 1;
   if (!global) {
-    std::vector<int64_t> kernel = ints_attr(n, "kernel_shape");
-    if (kernel.size() != 2 || !all_ones(ints_attr(n, "dilations", {1, 1}))) return std::nullopt;
-    std::vector<int64_t> pads = ints_attr(n, "pads", {0, 0, 0, 0});
+    std::vector<int64_t> kernel = graph::ints_attr(n, "kernel_shape");
+    if (kernel.size() != 2 || !all_ones(graph::ints_attr(n, "dilations", {1, 1}))) return std::nullopt;
+    std::vector<int64_t> pads = graph::ints_attr(n, "pads", {0, 0, 0, 0});
     bool padded = std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p != 0; }) ||
                   (n.attrs.count("auto_pad") && n.attrs.at("auto_pad").s != "NOTSET" && n.attrs.at("auto_pad").s != "VALID");
     // An average whose divisor is the whole window everywhere.
-    if (n.op_type == "AveragePool" && ((padded && !int_attr(n, "count_include_pad", 0)) || int_attr(n, "ceil_mode", 0)))
+    if (n.op_type == "AveragePool" && ((padded && !graph::int_attr(n, "count_include_pad", 0)) || graph::int_attr(n, "ceil_mode", 0)))
       return std::nullopt;
     OpContext ctx(n, {}, {});
-    Window win = sliding_window(ctx, {b->height, b->width}, kernel, int_attr(n, "ceil_mode", 0) != 0);
+    Window win = sliding_window(ctx, {b->height, b->width}, kernel, graph::int_attr(n, "ceil_mode", 0) != 0);
     height = win.out[0];
     width = win.out[1];
   }
@@ -277,9 +249,9 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::pool(const Node& n, Graph& 
   m.op_type = "PoolBlocked";
   m.name = n.name + "/blocked";
   m.inputs = {b->name};
-  m.attrs["pool"] = text(n.op_type);
-  m.attrs["channels"] = integer(b->channels);
-  m.attrs["spatial"] = ints({b->height, b->width});
+  m.attrs["pool"] = graph::string_attribute(n.op_type);
+  m.attrs["channels"] = graph::int_attribute(b->channels);
+  m.attrs["spatial"] = graph::ints_attribute({b->height, b->width});
   m.outputs = {add_output(r, g, n.outputs[0], b->batch, b->channels, height, width)};
   r.nodes.push_back(std::move(m));
   return r;
@@ -293,8 +265,8 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::materialize(const Node& n, 
     Blocked& b = it->second;
     b.materialized = true;
     Node from{in + "/from_blocked", "FromBlocked", kInternalDomain, 1, {b.name}, {in}, {}};
-    from.attrs["channels"] = integer(b.channels);
-    from.attrs["spatial"] = ints({b.height, b.width});
+    from.attrs["channels"] = graph::int_attribute(b.channels);
+    from.attrs["spatial"] = graph::ints_attribute({b.height, b.width});
     r.nodes.push_back(std::move(from));
   }
   if (r.nodes.empty()) return std::nullopt;

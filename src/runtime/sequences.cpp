@@ -17,24 +17,6 @@ graph::Node make_node(const graph::Node& from, const std::string& suffix, const 
   return n;
 }
 
-graph::Attribute ints_attr(std::vector<int64_t> v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::Ints;
-  a.ints = std::move(v);
-  return a;
-}
-
-graph::Attribute int_attr(int64_t v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::Int;
-  a.i = v;
-  return a;
-}
-
-int64_t attr_or(const graph::Node& n, const char* name, int64_t def) {
-  auto it = n.attrs.find(name);
-  return it == n.attrs.end() ? def : it->second.i;
-}
 
 }  // namespace
 
@@ -96,27 +78,27 @@ void SequenceLowering::lower(const graph::Node& n, graph::Graph& g, std::deque<g
   } else if (op == "ConcatFromSequence") {
     const auto& v = items(g, n, 0);
     if (v.empty()) fail(g.source, ": ", n.label(), ": concatenation of an empty sequence");
-    int64_t axis = attr_or(n, "axis", 0);
+    int64_t axis = graph::int_attr(n, "axis", 0);
     std::vector<graph::Node> nodes;
     std::vector<std::string> parts = v;
-    if (attr_or(n, "new_axis", 0)) {
+    if (graph::int_attr(n, "new_axis", 0)) {
       // A new axis: unsqueeze every item there first. A negative axis counts from the new rank.
       for (size_t i = 0; i < v.size(); ++i) {
         graph::Node u = make_node(n, "unsqueeze" + std::to_string(i), "Unsqueeze", {v[i]},
                                   {fresh(n.name + "/item" + std::to_string(i))});
-        u.attrs["axes"] = ints_attr({axis});
+        u.attrs["axes"] = graph::ints_attribute({axis});
         parts[i] = u.outputs[0];
         nodes.push_back(u);
       }
     }
     graph::Node c = make_node(n, "concat", "Concat", parts, {n.outputs[0]});
-    c.attrs["axis"] = int_attr(axis);
+    c.attrs["axis"] = graph::int_attribute(axis);
     nodes.push_back(c);
     for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) work.push_front(*it);
   } else if (op == "SplitToSequence") {
     const graph::Value& x = g.value(n.inputs.at(0));
     int64_t rank = int64_t(x.type.shape.size());
-    int64_t axis = attr_or(n, "axis", 0);
+    int64_t axis = graph::int_attr(n, "axis", 0);
     if (axis < 0) axis += rank;
     if (axis < 0 || axis >= rank) fail(g.source, ": ", n.label(), ": axis out of range");
     int64_t dim = x.type.shape[axis];
@@ -124,7 +106,7 @@ void SequenceLowering::lower(const graph::Node& n, graph::Graph& g, std::deque<g
     bool squeeze = false;
     if (n.inputs.size() < 2 || n.inputs[1].empty()) {
       sizes.assign(dim, 1);
-      squeeze = attr_or(n, "keepdims", 1) == 0;
+      squeeze = graph::int_attr(n, "keepdims", 1) == 0;
     } else {
       const HostTensor* s = value_of(n.inputs[1]);
       if (!s) fail(g.source, ": ", n.label(), ": split sizes must be known at compile time");
@@ -139,8 +121,8 @@ void SequenceLowering::lower(const graph::Node& n, graph::Graph& g, std::deque<g
     std::vector<std::string> parts, out_items;
     for (size_t i = 0; i < sizes.size(); ++i) parts.push_back(fresh(n.name + "/part" + std::to_string(i)));
     graph::Node split = make_node(n, "split", "Split", {n.inputs[0]}, parts);
-    split.attrs["axis"] = int_attr(axis);
-    split.attrs["split"] = ints_attr(sizes);
+    split.attrs["axis"] = graph::int_attribute(axis);
+    split.attrs["split"] = graph::ints_attribute(sizes);
     std::vector<graph::Node> nodes = {split};
     for (size_t i = 0; i < parts.size(); ++i) {
       if (!squeeze) {
@@ -149,7 +131,7 @@ void SequenceLowering::lower(const graph::Node& n, graph::Graph& g, std::deque<g
       }
       graph::Node sq = make_node(n, "squeeze" + std::to_string(i), "Squeeze", {parts[i]},
                                  {fresh(n.name + "/item" + std::to_string(i))});
-      sq.attrs["axes"] = ints_attr({axis});
+      sq.attrs["axes"] = graph::ints_attribute({axis});
       out_items.push_back(sq.outputs[0]);
       nodes.push_back(sq);
     }

@@ -17,7 +17,6 @@ const ForNode* outer_loop(const Stmt& s, int64_t* extent) {
   return n;
 }
 
-
 // Whether every access to `b` in `s` indexes dimension `*dim` with exactly `v`; a negative
 // `*dim` is set from the first access. Tile products address buffers by offsets: never.
 bool sliced(const Stmt& s, const BufferNode* b, const VarNode* v, int* dim) {

@@ -75,7 +75,6 @@ namespace kiln::tir {
 
 namespace {
 
-
 struct Hoister {
   const std::set<const BufferNode*>& constants;
   const std::vector<Buffer>& params;
