@@ -122,7 +122,9 @@ Stmt fuse_slice_nests(const Stmt& body, const BufferSet& constants) {
       }
     std::set<const BufferNode*> stored, loaded;
     if (first < last) buffer_accesses(nests[first], &stored, &loaded);
-    bool constant_fill = std::all_of(loaded.begin(), loaded.end(), [&](const BufferNode* l) { return constants.count(l) > 0; });
+    // As hoist_constant_fills decides: a fill reading something, and constants only.
+    bool constant_fill = !loaded.empty() &&
+                         std::all_of(loaded.begin(), loaded.end(), [&](const BufferNode* l) { return constants.count(l) > 0; });
     Stmt fused = first < last && stored.count(b.get()) && !constant_fill ? fuse_group(nests, first, last, b) : nullptr;
     if (!fused) {
       kept.push_back(b);
