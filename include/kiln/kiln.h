@@ -54,6 +54,9 @@ struct CompileOptions {
   // Channel-blocked layout (NCHW16c) for chains of f32 convolutions and the ops between them
   // (src/ops/blocked_layout.h); false keeps every tensor in the model's plain layout.
   bool blocked_layout = true;
+  // 3x3 stride-1 convolutions in the blocked layout by Winograd's F(2x2, 3x3) (fewer multiplies,
+  // src/ops/winograd.cpp); false computes them directly.
+  bool winograd = true;
 };
 
 // The fp32 FMA throughput one core of this machine reaches, in GFLOP/s, measured once per

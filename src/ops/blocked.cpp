@@ -8,54 +8,43 @@
 // Their attributes: `channels` and `spatial` (H, W) of every blocked input, `blocked_in` /
 // `blocked_out` for convolutions, which take and make either layout; the window attributes
 // are the ONNX operator's own.
-#include "ops/nn_common.h"
+#include "ops/blocked.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
 
-namespace {
-
-constexpr int64_t kBlock = 16;
-using Idx = std::vector<Expr>;
-
-struct Plane {
-  int64_t channels, height, width;
-};
-
 Plane blocked_plane(const OpContext& ctx, const Tensor& x) {
   std::vector<int64_t> spatial = ctx.attr_ints("spatial");
   int64_t channels = ctx.attr_int("channels", 0);
-  if (spatial.size() != 2 || x.ndim() != 4 || x.dim(3) != kBlock || x.dim(1) * kBlock != channels ||
+  if (spatial.size() != 2 || x.ndim() != 4 || x.dim(3) != kChannelBlock || x.dim(1) * kChannelBlock != channels ||
       x.dim(2) != spatial[0] * spatial[1])
     ctx.error("blocked input ", shape_str(x.shape()), " does not match channels ", channels, " and spatial ",
               shape_str(spatial));
   return {channels, spatial[0], spatial[1]};
 }
 
-// The blocked input padded as the window needs: [N, C/16, Hp, Wp, 16] (0 in the padding),
-// or read in place through h * W + w when no window reaches outside it. Returns a reader of
-// (n, channel block, row, column, lane) in padded coordinates.
-using BlockedRead = std::function<Expr(Expr n, Expr cb, Expr h, Expr w, Expr lane)>;
-
 BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, const Expr& pad,
                            const std::string& name, Tensor* keep) {
   bool any = false;
   for (int d = 0; d < 2; ++d) any |= win.may_underflow(d) || win.may_overflow(d);
   if (!any)
-    return [x, p](Expr n, Expr cb, Expr h, Expr w, Expr l) { return x(Idx{n, cb, h * p.width + w, l}); };
+    return [x, p](Expr n, Expr cb, Expr h, Expr w, Expr l) { return x(std::vector<Expr>{n, cb, h * p.width + w, l}); };
   int64_t hp = p.height + win.pad_begin[0] + win.pad_end[0], wp = p.width + win.pad_begin[1] + win.pad_end[1];
-  *keep = tir::compute_materialized({x.dim(0), x.dim(1), hp, wp, kBlock}, [&](const std::vector<Var>& i) {
+  *keep = tir::compute_materialized({x.dim(0), x.dim(1), hp, wp, kChannelBlock}, [&](const std::vector<Var>& i) {
     Expr h = Expr(i[2]) - win.pad_begin[0], w = Expr(i[3]) - win.pad_begin[1];
     Expr inside = tir::ge(h, 0) && tir::lt(h, p.height) && tir::ge(w, 0) && tir::lt(w, p.width);
     Expr at = tir::max(0, tir::min(p.height - 1, h)) * p.width + tir::max(0, tir::min(p.width - 1, w));
-    return tir::select(inside, x(Idx{i[0], i[1], at, i[4]}), pad);
+    return tir::select(inside, x(std::vector<Expr>{i[0], i[1], at, i[4]}), pad);
   }, name);
   Tensor padded = *keep;
-  return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(Idx{n, cb, h, w, l}); };
+  return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(std::vector<Expr>{n, cb, h, w, l}); };
 }
 
-// Input coordinate (padded) of output position o at tap k along axis d.
 Expr tap(const Window& win, int d, const Expr& o, const Expr& k) { return o * win.strides[d] + k * win.dilations[d]; }
+
+namespace {
+
+using Idx = std::vector<Expr>;
 
 // kiln.ConvBlocked(x, w[, b]): a float Conv (2-D, group 1 or depthwise) whose input and output
 // are each blocked or plain as the attributes say. The weights are relaid per output-channel
@@ -71,7 +60,7 @@ Tensor conv_blocked(OpContext& ctx) {
   int64_t out_channels = w.dim(0), group = ctx.attr_int("group", 1);
   bool depthwise = group > 1;
   if ((depthwise && (group != p.channels || out_channels != p.channels || w.dim(1) != 1 || !in_blocked || !out_blocked)) ||
-      (!depthwise && (group != 1 || w.dim(1) != p.channels)) || (out_blocked && out_channels % kBlock))
+      (!depthwise && (group != 1 || w.dim(1) != p.channels)) || (out_blocked && out_channels % kChannelBlock))
     ctx.error("weights ", shape_str(w.shape()), " and group ", group, " do not fit ", p.channels, " input channels");
   Window win = sliding_window(ctx, {p.height, p.width}, {w.dim(2), w.dim(3)});
   for (int d = 0; d < 2; ++d)
@@ -82,7 +71,7 @@ Tensor conv_blocked(OpContext& ctx) {
   BlockedRead read_blocked;
   if (in_blocked) read_blocked = padded_blocked(x, p, win, zero, name + "_padded", &keep);
   else plain_padded = pad_input(x, win, Expr(), name + "_padded");
-  int64_t kh = w.dim(2), kw = w.dim(3), cb_count = p.channels / kBlock;
+  int64_t kh = w.dim(2), kw = w.dim(3), cb_count = p.channels / kChannelBlock;
   int64_t out_pixels = win.out[0] * win.out[1];
   auto init = [&](const Expr& m) { return ctx.has_input(2) ? ctx.input(2)(m) : zero; };
 
@@ -90,49 +79,49 @@ Tensor conv_blocked(OpContext& ctx) {
     // Plain output from a blocked input (too few output channels to block).
     return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
       auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
-           s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kBlock, name + "_rcl");
+           s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
       Expr xv = read_blocked(i[0], cb.var, tap(win, 0, i[2], r.var), tap(win, 1, i[3], s.var), cl.var);
-      Expr wv = w(Idx{i[1], Expr(cb.var) * kBlock + cl.var, r.var, s.var});
+      Expr wv = w(Idx{i[1], Expr(cb.var) * kChannelBlock + cl.var, r.var, s.var});
       return tir::reduce(tir::ReduceOp::Sum, xv * wv, {cb, r, s, cl}, init(i[1]));
     }, name);
   }
-  Shape out{x.dim(0), out_channels / kBlock, out_pixels, kBlock};
+  Shape out{x.dim(0), out_channels / kChannelBlock, out_pixels, kChannelBlock};
   auto at = [&](const std::vector<Var>& i, int d) {
     return d == 0 ? floordiv(Expr(i[2]), win.out[1]) : floormod(Expr(i[2]), win.out[1]);
   };
   if (depthwise) {
-    Tensor wd = tir::compute_materialized({out_channels / kBlock, kh, kw, kBlock}, [&](const std::vector<Var>& i) {
-      return w(Idx{Expr(i[0]) * kBlock + i[3], 0, i[1], i[2]});
+    Tensor wd = tir::compute_materialized({out_channels / kChannelBlock, kh, kw, kChannelBlock}, [&](const std::vector<Var>& i) {
+      return w(Idx{Expr(i[0]) * kChannelBlock + i[3], 0, i[1], i[2]});
     }, name + "_wblocked");
     return tir::compute(out, [&](const std::vector<Var>& i) {
       auto r = tir::reduce_axis(kh, name + "_rk0"), s = tir::reduce_axis(kw, name + "_rk1");
       Expr xv = read_blocked(i[0], i[1], tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var), i[3]);
       return tir::reduce(tir::ReduceOp::Sum, xv * wd(Idx{i[1], r.var, s.var, i[3]}), {r, s},
-                         init(Expr(i[1]) * kBlock + i[3]));
+                         init(Expr(i[1]) * kChannelBlock + i[3]));
     }, name);
   }
   if (in_blocked) {
-    Tensor wb = tir::compute_materialized({out_channels / kBlock, cb_count, kh, kw, kBlock, kBlock},
+    Tensor wb = tir::compute_materialized({out_channels / kChannelBlock, cb_count, kh, kw, kChannelBlock, kChannelBlock},
                                           [&](const std::vector<Var>& i) {
-      return w(Idx{Expr(i[0]) * kBlock + i[5], Expr(i[1]) * kBlock + i[4], i[2], i[3]});
+      return w(Idx{Expr(i[0]) * kChannelBlock + i[5], Expr(i[1]) * kChannelBlock + i[4], i[2], i[3]});
     }, name + "_wblocked");
     return tir::compute(out, [&](const std::vector<Var>& i) {
       auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
-           s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kBlock, name + "_rcl");
+           s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
       Expr xv = read_blocked(i[0], cb.var, tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var), cl.var);
       return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], cb.var, r.var, s.var, cl.var, i[3]}), {cb, r, s, cl},
-                         init(Expr(i[1]) * kBlock + i[3]));
+                         init(Expr(i[1]) * kChannelBlock + i[3]));
     }, name);
   }
-  Tensor wb = tir::compute_materialized({out_channels / kBlock, p.channels, kh, kw, kBlock}, [&](const std::vector<Var>& i) {
-    return w(Idx{Expr(i[0]) * kBlock + i[4], i[1], i[2], i[3]});
+  Tensor wb = tir::compute_materialized({out_channels / kChannelBlock, p.channels, kh, kw, kChannelBlock}, [&](const std::vector<Var>& i) {
+    return w(Idx{Expr(i[0]) * kChannelBlock + i[4], i[1], i[2], i[3]});
   }, name + "_wblocked");
   return tir::compute(out, [&](const std::vector<Var>& i) {
     auto c = tir::reduce_axis(p.channels, name + "_rc"), r = tir::reduce_axis(kh, name + "_rk0"),
          s = tir::reduce_axis(kw, name + "_rk1");
     Expr xv = plain_padded(Idx{i[0], c.var, tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var)});
     return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], c.var, r.var, s.var, i[3]}), {c, r, s},
-                       init(Expr(i[1]) * kBlock + i[3]));
+                       init(Expr(i[1]) * kChannelBlock + i[3]));
   }, name);
 }
 
@@ -158,7 +147,7 @@ Tensor pool_blocked(OpContext& ctx) {
   Expr pad = max ? tir::min_value(DType::F32) : tir::make_const(DType::F32, 0);
   Tensor keep;
   BlockedRead read = padded_blocked(x, p, win, pad, name + "_padded", &keep);
-  Shape out{x.dim(0), x.dim(1), win.out[0] * win.out[1], kBlock};
+  Shape out{x.dim(0), x.dim(1), win.out[0] * win.out[1], kChannelBlock};
   Tensor reduced = tir::compute(out, [&](const std::vector<Var>& i) {
     auto r = tir::reduce_axis(win.kernel[0], name + "_rk0"), s = tir::reduce_axis(win.kernel[1], name + "_rk1");
     Expr h = floordiv(Expr(i[2]), win.out[1]), w = floormod(Expr(i[2]), win.out[1]);
@@ -176,7 +165,7 @@ Tensor from_blocked(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   Plane p = blocked_plane(ctx, x);
   return tir::compute({x.dim(0), p.channels, p.height, p.width}, [&](const std::vector<Var>& i) {
-    return x(Idx{i[0], floordiv(Expr(i[1]), kBlock), Expr(i[2]) * p.width + i[3], floormod(Expr(i[1]), kBlock)});
+    return x(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * p.width + i[3], floormod(Expr(i[1]), kChannelBlock)});
   }, ctx.out_name());
 }
 
@@ -184,6 +173,7 @@ Tensor from_blocked(OpContext& ctx) {
 
 void register_blocked(Registry& r) {
   r.add_internal("ConvBlocked", single(conv_blocked));
+  r.add_internal("ConvWinograd", single(conv_winograd));
   r.add_internal("PoolBlocked", single(pool_blocked));
   r.add_internal("FromBlocked", single(from_blocked));
 }

@@ -45,9 +45,20 @@ bool per_channel(const HostTensor& t, int64_t channels) {
   return s[s.size() - 3] == channels && s[s.size() - 2] == 1 && s[s.size() - 1] == 1;
 }
 
+// Whether Winograd's F(2x2, 3x3) (ops/winograd.cpp) computes this convolution faster than
+// the direct blocked one: a 3x3 window at stride 1 with padding 1 over an even plane (whole
+// 2x2 tiles), and enough tiles and channels for its 16 matrix products to keep a register tile busy.
+bool winograd_fits(const Window& win, int64_t channels, int64_t out_channels) {
+  for (int d = 0; d < 2; ++d)
+    if (win.kernel[d] != 3 || win.strides[d] != 1 || win.dilations[d] != 1 || win.pad_begin[d] != 1 ||
+        win.pad_end[d] != 1 || win.in[d] % 2)
+      return false;
+  return win.in[0] * win.in[1] >= 64 && channels >= 32 && out_channels >= 32;
+}
+
 }  // namespace
 
-BlockedLayout::BlockedLayout(const Graph& g) {
+BlockedLayout::BlockedLayout(const Graph& g, bool winograd) : winograd_(winograd) {
   plain_only_.insert(g.outputs.begin(), g.outputs.end());
   std::function<void(const Graph&)> reads = [&](const Graph& sub) {
     for (auto& n : sub.nodes) {
@@ -123,7 +134,7 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::conv(const Node& n, Graph& 
   Rewrite r;
   Node m = n;
   m.domain = kInternalDomain;
-  m.op_type = "ConvBlocked";
+  m.op_type = winograd_ && bx && out_blocked && group == 1 && winograd_fits(win, channels, out_channels) ? "ConvWinograd" : "ConvBlocked";
   m.name = n.name + "/blocked";
   if (bx) {
     m.inputs[0] = bx->name;

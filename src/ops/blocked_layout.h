@@ -25,7 +25,9 @@ namespace kiln::ops {
 
 class BlockedLayout {
  public:
-  explicit BlockedLayout(const Graph& g);
+  // `winograd`: 3x3 convolutions between blocked values that Winograd's F(2x2, 3x3) computes
+  // with fewer multiplies become kiln.ConvWinograd (ops/winograd.cpp).
+  BlockedLayout(const Graph& g, bool winograd);
 
   struct Rewrite {
     std::vector<Node> nodes;  // to process instead of the node, in order
@@ -57,6 +59,7 @@ class BlockedLayout {
   const Blocked* blocked(const std::string& plain) const;
   bool may_block(const std::string& plain) const { return !plain_only_.count(plain); }
 
+  bool winograd_;
   std::set<std::string> plain_only_;      // graph outputs, subgraph reads
   std::map<std::string, Blocked> of_;     // plain value -> its blocked form
   std::set<std::string> blocked_names_;

@@ -564,7 +564,7 @@ class Compiler {
     int index = 0;
     // Channel-blocked convolution chains (ops/blocked_layout.h), for f32 models being compiled.
     std::optional<ops::BlockedLayout> layout;
-    if (opts_.blocked_layout && opts_.precision == Precision::FP32 && !types_only_) layout.emplace(g);
+    if (opts_.blocked_layout && opts_.precision == Precision::FP32 && !types_only_) layout.emplace(g, opts_.winograd);
     while (!work.empty()) {
       graph::Node n = std::move(work.front());
       work.pop_front();

@@ -1,11 +1,12 @@
 """The channel-blocked layout (src/ops/blocked_layout.cpp) against ONNX Runtime: one model
 with every rewrite the pass makes — convolutions with plain and blocked inputs and outputs
-(3x3 strided stem, 1x1, depthwise, too few output channels to block), batch norm as
+(3x3 strided stem, 1x1, 3x3 by Winograd's F(2x2, 3x3) and directly, depthwise, too few output
+channels to block), batch norm as
 scale/shift, residual add, max and average pools, per-channel and scalar constants, a
 squeeze-excite product broadcasting a 1x1 map, a global pool — on a batch of 2 non-square
 images, with graph outputs taken from the middle of the chain and a value read both blocked
 and plain. Checks that the blocked operators were used and that the outputs match ORT and
-kiln's plain layout. Usage: blocked_layout.py KILN WORK_DIR"""
+kiln's plain layout, with Winograd on and off. Usage: blocked_layout.py KILN WORK_DIR"""
 import os
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def bn(x, y, c):
                                                    const(y + "_v", rng.uniform(0.5, 1.5, c))], [y], epsilon=1e-5)
 
 
-N, H, W = 2, 34, 46
+N, H, W = 2, 40, 54  # 10x14 (whole 2x2 Winograd tiles) after the stem and pool
 nodes = [
     helper.make_node("Conv", ["x", weights("w0", 32, 3, 3, 3), const("b0", rng.standard_normal(32) * 0.1)], ["c0"],
                      kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -48,7 +49,12 @@ nodes = [
     bn("c1", "n1", 32),
     helper.make_node("Add", ["n1", "p0"], ["a1"]),
     helper.make_node("Relu", ["a1"], ["r1"]),
-    helper.make_node("Conv", ["r1", weights("w2", 32, 1, 3, 3)], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+    helper.make_node("Conv", ["r1", weights("wg", 32, 32, 3, 3), const("bg", rng.standard_normal(32) * 0.1)], ["cg"],
+                     kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    bn("cg", "ng", 32),
+    helper.make_node("Add", ["ng", "r1"], ["ag"]),
+    helper.make_node("Relu", ["ag"], ["rg"]),
+    helper.make_node("Conv", ["rg", weights("w2", 32, 1, 3, 3)], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                      group=32),
     helper.make_node("Clip", ["c2", const("lo", 0.0), const("hi", 6.0)], ["k2"]),
     helper.make_node("Conv", ["k2", weights("w3", 24, 32, 1, 1)], ["c3"], kernel_shape=[1, 1]),
@@ -63,7 +69,7 @@ nodes = [
     helper.make_node("Add", ["m6", const("one", [1.0])], ["a6"]),
     helper.make_node("Transpose", ["r1"], ["t1"], perm=[0, 2, 3, 1]),  # r1 read plain and blocked
 ]
-outputs = {"a6": [N, 32, 4, 6], "t1": [N, 9, 12, 32], "c3": [N, 24, 9, 12]}
+outputs = {"a6": [N, 32, 5, 7], "t1": [N, 10, 14, 32], "c3": [N, 24, 10, 14]}
 graph = helper.make_graph(nodes, "blocked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [N, 3, H, W])],
                           [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()], inits)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -77,10 +83,10 @@ with open(os.path.join(work, "in", "input_0.pb"), "wb") as f:
 ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})
 
 
-def run(layout):
-    out = os.path.join(work, "out_" + layout)
+def run(layout, winograd):
+    out = os.path.join(work, f"out_{layout}_{winograd}")
     r = subprocess.run([kiln, "run", path, "--inputs", os.path.join(work, "in"), "--save-outputs", out,
-                        "--layout", layout, "--dump-ir", "final"], capture_output=True, text=True)
+                        "--layout", layout, "--winograd", winograd, "--dump-ir", "final"], capture_output=True, text=True)
     if r.returncode != 0:
         print(r.stderr)
         sys.exit(1)
@@ -94,12 +100,14 @@ def run(layout):
 
 
 failed = 0
-for layout in ("blocked", "plain"):
-    got, log = run(layout)
-    used = {op: log.count(op) for op in ("ConvBlocked", "PoolBlocked", "FromBlocked")}
-    print(f"{layout}: blocked operators in the final graph: {used}")
-    if (layout == "blocked") != all(used.values()):
-        print(f"FAIL: the {layout} layout should {'' if layout == 'blocked' else 'not '}use the blocked operators")
+for layout, winograd in (("blocked", "on"), ("blocked", "off"), ("plain", "on")):
+    got, log = run(layout, winograd)
+    used = {op: log.count(op) for op in ("ConvBlocked", "PoolBlocked", "FromBlocked", "ConvWinograd")}
+    print(f"{layout} layout, winograd {winograd}: blocked operators in the final graph: {used}")
+    expected = {op: layout == "blocked" for op in used}
+    expected["ConvWinograd"] = layout == "blocked" and winograd == "on"
+    if any(bool(used[op]) != expected[op] for op in used):
+        print(f"FAIL: expected these operators used: {expected}")
         failed += 1
     for name, g, r in zip(outputs, got, ref):
         diff = float(np.abs(g - r).max()) if g.shape == r.shape else float("inf")

@@ -1,0 +1,98 @@
+// kiln.ConvWinograd(x, w[, b]): a 3x3 convolution (stride 1, padding 1, group 1) on the
+// channel-blocked layout, computed with Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray,
+// "Fast Algorithms for Convolutional Neural Networks", 2016). Each 2x2 block of outputs (a
+// tile) comes from the 4x4 input patch d around it:
+//   Y = A^T [ (G g G^T) . (B^T d B) ] A
+// so the 16 elementwise products per tile and channel pair replace 36 multiplies: the 16
+// products summed over input channels are 16 independent matrix products [tiles x C] x [C x K],
+// which take the blocked convolution's register-tiled schedule. Three stages:
+//   U[e, K/16, C/16, 16, 16] = G g G^T    weights, a constant-only stage filled at compile time
+//   V[N, e, C/16, T, 16]     = B^T d B    input transform, per run
+//   M[N, e, K/16, T, 16]     = sum_c V U  the 16 products (e = 4 xi + nu)
+//   y[N, K/16, H*W, 16]      = A^T M A    output transform, where epilogues fuse
+// B^T, G and A^T have entries 0, +-1 and +-1/2: each transform is a few adds, written out below
+// rather than as products with constant matrices. F(2x2, 3x3) rounds like a direct sum (its
+// transforms only add and halve), which is why the larger F(4x4, 3x3) is not used.
+#include "ops/blocked.h"
+
+namespace kiln::ops {
+
+namespace {
+
+using Idx = std::vector<Expr>;
+
+Expr f32(double v) { return tir::make_const(DType::F32, v); }
+Expr sign(const Expr& positive) { return tir::select(positive, f32(1), f32(-1)); }
+
+// Rows of B^T: row xi is d[first(xi)] + s(xi) * d[second(xi)], with
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+Expr bt_first(const Expr& xi) { return tir::select(tir::eq(xi, 0), Expr(0), tir::select(tir::eq(xi, 3), Expr(1), xi)); }
+Expr bt_second(const Expr& xi) {
+  return tir::select(tir::lt(xi, 2), Expr(2), tir::select(tir::eq(xi, 2), Expr(1), Expr(3)));
+}
+Expr bt_sign(const Expr& xi) { return sign(tir::eq(xi, 1)); }
+
+// G[xi][r], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+Expr g_coefficient(const Expr& xi, int64_t r) {
+  static const double g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  return tir::select(tir::eq(xi, 0), f32(g[0][r]),
+                     tir::select(tir::eq(xi, 1), f32(g[1][r]), tir::select(tir::eq(xi, 2), f32(g[2][r]), f32(g[3][r]))));
+}
+
+}  // namespace
+
+Tensor conv_winograd(OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  if (x.dtype() != DType::F32 || w.dtype() != DType::F32 || w.ndim() != 4) ctx.error("expects f32 input and 4-D f32 weights");
+  Plane p = blocked_plane(ctx, x);
+  int64_t out_channels = w.dim(0);
+  if (w.dim(1) != p.channels || w.dim(2) != 3 || w.dim(3) != 3 || out_channels % kChannelBlock || ctx.attr_int("group", 1) != 1)
+    ctx.error("weights ", shape_str(w.shape()), " are not a 3x3 convolution of ", p.channels, " channels");
+  Window win = sliding_window(ctx, {p.height, p.width}, {3, 3});
+  for (int d = 0; d < 2; ++d)
+    if (win.strides[d] != 1 || win.dilations[d] != 1 || win.pad_begin[d] != 1 || win.pad_end[d] != 1)
+      ctx.error("takes stride 1, dilation 1 and padding 1 only");
+  if (p.height % 2 || p.width % 2) ctx.error("takes even spatial extents only, not ", p.height, "x", p.width);
+  std::string name = ctx.out_name();
+  int64_t n = x.dim(0), cb_count = p.channels / kChannelBlock, kb_count = out_channels / kChannelBlock;
+  int64_t tiles_w = p.width / 2, tiles = p.height / 2 * tiles_w;
+  auto xi_of = [](const Expr& e) { return floordiv(e, 4); };
+  auto nu_of = [](const Expr& e) { return floormod(e, 4); };
+
+  Tensor u = tir::compute_materialized({16, kb_count, cb_count, kChannelBlock, kChannelBlock},
+                                       [&](const std::vector<Var>& i) {
+    Expr xi = xi_of(i[0]), nu = nu_of(i[0]), k = Expr(i[1]) * kChannelBlock + i[4], c = Expr(i[2]) * kChannelBlock + i[3];
+    Expr sum = f32(0);
+    for (int64_t r = 0; r < 3; ++r)
+      for (int64_t s = 0; s < 3; ++s) sum = sum + g_coefficient(xi, r) * g_coefficient(nu, s) * w(Idx{k, c, r, s});
+    return sum;
+  }, name + "_wwinograd");
+
+  Tensor keep;
+  BlockedRead read = padded_blocked(x, p, win, f32(0), name + "_padded", &keep);
+  Tensor v = tir::compute_materialized({n, 16, cb_count, tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
+    Expr xi = xi_of(i[1]), nu = nu_of(i[1]);
+    Expr row = floordiv(Expr(i[3]), tiles_w) * 2, col = floormod(Expr(i[3]), tiles_w) * 2;
+    auto d = [&](const Expr& r, const Expr& c) { return read(i[0], i[2], row + r, col + c, i[4]); };
+    auto row_pair = [&](const Expr& r) { return d(r, bt_first(nu)) + bt_sign(nu) * d(r, bt_second(nu)); };
+    return row_pair(bt_first(xi)) + bt_sign(xi) * row_pair(bt_second(xi));
+  }, name + "_vwinograd");
+
+  Tensor m = tir::compute({n, 16, kb_count, tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
+    auto cb = tir::reduce_axis(cb_count, name + "_rcb"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
+    return tir::sum(v(Idx{i[0], i[1], cb.var, i[3], cl.var}) * u(Idx{i[1], i[2], cb.var, cl.var, i[4]}), {cb, cl});
+  }, name + "_mwinograd");
+
+  // A^T = [1 1 1 0; 0 1 -1 -1]: output row a is m[a] + s(a) * (m[a + 1] + m[a + 2]).
+  return tir::compute({n, kb_count, p.height * p.width, kChannelBlock}, [&](const std::vector<Var>& i) {
+    Expr h = floordiv(Expr(i[2]), p.width), col = floormod(Expr(i[2]), p.width);
+    Expr a = floormod(h, 2), b = floormod(col, 2), tile = floordiv(h, 2) * tiles_w + floordiv(col, 2);
+    auto mv = [&](const Expr& xi, const Expr& nu) { return m(Idx{i[0], xi * 4 + nu, i[1], tile, i[3]}); };
+    auto row = [&](const Expr& xi) { return mv(xi, b) + sign(tir::eq(b, 0)) * (mv(xi, b + 1) + mv(xi, b + 2)); };
+    Expr y = row(a) + sign(tir::eq(a, 0)) * (row(a + 1) + row(a + 2));
+    return ctx.has_input(2) ? y + ctx.input(2)(Expr(i[1]) * kChannelBlock + i[3]) : y;
+  }, name);
+}
+
+}  // namespace kiln::ops
