@@ -46,14 +46,16 @@ bool per_channel(const HostTensor& t, int64_t channels) {
 }
 
 // Whether Winograd's F(2x2, 3x3) (ops/winograd.cpp) computes this convolution faster than
-// the direct blocked one: a 3x3 window at stride 1 with padding 1 over an even plane (whole
-// 2x2 tiles), and enough tiles and channels for its 16 matrix products to keep a register tile busy.
+// the direct blocked one: a 3x3 window at stride 1 with padding 1, and enough pixels and
+// channels for its 16 matrix products to keep a register tile busy. Even at 7x7 (16 tiles for
+// 49 outputs, transformed weights 16/9 the size) ResNet-50's 512-channel 3x3 convs went from
+// 4.2-4.6 to 3.0-3.9 ms.
 bool winograd_fits(const Window& win, int64_t channels, int64_t out_channels) {
   for (int d = 0; d < 2; ++d)
     if (win.kernel[d] != 3 || win.strides[d] != 1 || win.dilations[d] != 1 || win.pad_begin[d] != 1 ||
-        win.pad_end[d] != 1 || win.in[d] % 2)
+        win.pad_end[d] != 1)
       return false;
-  return win.in[0] * win.in[1] >= 64 && channels >= 32 && out_channels >= 32;
+  return win.in[0] * win.in[1] >= 49 && channels >= 32 && out_channels >= 32;
 }
 
 }  // namespace

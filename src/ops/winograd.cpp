@@ -5,14 +5,16 @@
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A
 // so the 16 elementwise products per tile and channel pair replace 36 multiplies: the 16
 // products summed over input channels are 16 independent matrix products [tiles x C] x [C x K],
-// which take the blocked convolution's register-tiled schedule. Three stages:
+// which take the blocked convolution's register-tiled schedule. Four stages:
 //   U[e, K/16, C/16, 16, 16] = G g G^T    weights, a constant-only stage filled at compile time
 //   V[N, e, C/16, T, 16]     = B^T d B    input transform, per run
 //   M[N, e, K/16, T, 16]     = sum_c V U  the 16 products (e = 4 xi + nu)
 //   y[N, K/16, H*W, 16]      = A^T M A    output transform, where epilogues fuse
 // B^T, G and A^T have entries 0, +-1 and +-1/2: each transform is a few adds, written out below
-// rather than as products with constant matrices. F(2x2, 3x3) rounds like a direct sum (its
-// transforms only add and halve), which is why the larger F(4x4, 3x3) is not used.
+// rather than as products with constant matrices. Its transforms only add and halve, so it
+// rounds about as a direct sum does; F(4x4, 3x3) would save more multiplies but its
+// coefficients (up to 5, and 1/24) cost precision. An odd extent's last tile row / column
+// reads one more row / column of padding and stores only its valid outputs.
 #include "ops/blocked.h"
 
 namespace kiln::ops {
@@ -53,10 +55,10 @@ Tensor conv_winograd(OpContext& ctx) {
   for (int d = 0; d < 2; ++d)
     if (win.strides[d] != 1 || win.dilations[d] != 1 || win.pad_begin[d] != 1 || win.pad_end[d] != 1)
       ctx.error("takes stride 1, dilation 1 and padding 1 only");
-  if (p.height % 2 || p.width % 2) ctx.error("takes even spatial extents only, not ", p.height, "x", p.width);
   std::string name = ctx.out_name();
   int64_t n = x.dim(0), cb_count = p.channels / kChannelBlock, kb_count = out_channels / kChannelBlock;
-  int64_t tiles_w = p.width / 2, tiles = p.height / 2 * tiles_w;
+  int64_t tiles_w = (p.width + 1) / 2, tiles = (p.height + 1) / 2 * tiles_w;
+  for (int d = 0; d < 2; ++d) win.pad_end[d] += win.in[d] % 2;
   auto xi_of = [](const Expr& e) { return floordiv(e, 4); };
   auto nu_of = [](const Expr& e) { return floormod(e, 4); };
 
