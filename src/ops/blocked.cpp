@@ -40,6 +40,21 @@ BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, c
   return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(std::vector<Expr>{n, cb, h, w, l}); };
 }
 
+BlockedRead padded_blocked_from_plain(const Tensor& x, const Plane& p, const Window& win, const std::string& name,
+                                      Tensor* keep) {
+  int64_t hp = p.height + win.pad_begin[0] + win.pad_end[0], wp = p.width + win.pad_begin[1] + win.pad_end[1];
+  int64_t blocks = (p.channels + kChannelBlock - 1) / kChannelBlock;
+  *keep = tir::compute_materialized({x.dim(0), blocks, hp, wp, kChannelBlock}, [&](const std::vector<Var>& i) {
+    Expr h = Expr(i[2]) - win.pad_begin[0], w = Expr(i[3]) - win.pad_begin[1], c = Expr(i[1]) * kChannelBlock + i[4];
+    Expr inside = tir::ge(h, 0) && tir::lt(h, p.height) && tir::ge(w, 0) && tir::lt(w, p.width) && tir::lt(c, p.channels);
+    Expr at_h = tir::max(0, tir::min(p.height - 1, h)), at_w = tir::max(0, tir::min(p.width - 1, w));
+    return tir::select(inside, x(std::vector<Expr>{i[0], tir::min(c, p.channels - 1), at_h, at_w}),
+                       tir::make_const(x.dtype(), 0));
+  }, name);
+  Tensor padded = *keep;
+  return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(std::vector<Expr>{n, cb, h, w, l}); };
+}
+
 Expr tap(const Window& win, int d, const Expr& o, const Expr& k) { return o * win.strides[d] + k * win.dilations[d]; }
 
 namespace {

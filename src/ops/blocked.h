@@ -21,6 +21,11 @@ using BlockedRead = std::function<Expr(Expr n, Expr cb, Expr h, Expr w, Expr lan
 BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, const Expr& pad,
                            const std::string& name, Tensor* keep);
 
+// A plain N, C, H, W input as a padded blocked copy [N, ceil(C/16), Hp, Wp, 16] (0 in the
+// padding and in the lanes past C, stored in `*keep`), read as padded_blocked's reader is.
+BlockedRead padded_blocked_from_plain(const Tensor& x, const Plane& p, const Window& win, const std::string& name,
+                                      Tensor* keep);
+
 // Input coordinate (padded) of output position o at tap k along axis d.
 Expr tap(const Window& win, int d, const Expr& o, const Expr& k);
 

@@ -55,7 +55,7 @@ bool winograd_fits(const Window& win, int64_t channels, int64_t out_channels) {
     if (win.kernel[d] != 3 || win.strides[d] != 1 || win.dilations[d] != 1 || win.pad_begin[d] != 1 ||
         win.pad_end[d] != 1)
       return false;
-  return win.in[0] * win.in[1] >= 49 && channels >= 32 && out_channels >= 32;
+  return win.in[0] * win.in[1] >= 49 && channels >= 32 && out_channels >= 16;
 }
 
 }  // namespace
@@ -130,13 +130,15 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::conv(const Node& n, Graph& 
   } else if (group != 1 || w->shape[1] != channels) {
     return std::nullopt;
   }
-  if (!bx && !out_blocked) return std::nullopt;
   OpContext ctx(n, {}, {});
   Window win = sliding_window(ctx, {height, width}, kernel);
+  // Winograd's products run on blocks whatever layout the input and output have.
+  bool winograd = winograd_ && group == 1 && winograd_fits(win, channels, out_channels);
+  if (!bx && !out_blocked && !winograd) return std::nullopt;
   Rewrite r;
   Node m = n;
   m.domain = kInternalDomain;
-  m.op_type = winograd_ && bx && out_blocked && group == 1 && winograd_fits(win, channels, out_channels) ? "ConvWinograd" : "ConvBlocked";
+  m.op_type = winograd ? "ConvWinograd" : "ConvBlocked";
   m.name = n.name + "/blocked";
   if (bx) {
     m.inputs[0] = bx->name;

@@ -25,6 +25,7 @@ using Idx = std::vector<Expr>;
 
 Expr f32(double v) { return tir::make_const(DType::F32, v); }
 Expr sign(const Expr& positive) { return tir::select(positive, f32(1), f32(-1)); }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Rows of B^T: row xi is d[first(xi)] + s(xi) * d[second(xi)], with
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
@@ -46,17 +47,22 @@ Expr g_coefficient(const Expr& xi, int64_t r) {
 Tensor conv_winograd(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
+  bool in_blocked = ctx.attr_int("blocked_in", 0) != 0, out_blocked = ctx.attr_int("blocked_out", 0) != 0;
   if (x.dtype() != DType::F32 || w.dtype() != DType::F32 || w.ndim() != 4) ctx.error("expects f32 input and 4-D f32 weights");
-  Plane p = blocked_plane(ctx, x);
+  if (!in_blocked && x.ndim() != 4) ctx.error("plain input must be N, C, H, W");
+  Plane p = in_blocked ? blocked_plane(ctx, x) : Plane{x.dim(1), x.dim(2), x.dim(3)};
   int64_t out_channels = w.dim(0);
-  if (w.dim(1) != p.channels || w.dim(2) != 3 || w.dim(3) != 3 || out_channels % kChannelBlock || ctx.attr_int("group", 1) != 1)
+  if (w.dim(1) != p.channels || w.dim(2) != 3 || w.dim(3) != 3 || (out_blocked && out_channels % kChannelBlock) ||
+      ctx.attr_int("group", 1) != 1)
     ctx.error("weights ", shape_str(w.shape()), " are not a 3x3 convolution of ", p.channels, " channels");
   Window win = sliding_window(ctx, {p.height, p.width}, {3, 3});
   for (int d = 0; d < 2; ++d)
     if (win.strides[d] != 1 || win.dilations[d] != 1 || win.pad_begin[d] != 1 || win.pad_end[d] != 1)
       ctx.error("takes stride 1, dilation 1 and padding 1 only");
   std::string name = ctx.out_name();
-  int64_t n = x.dim(0), cb_count = p.channels / kChannelBlock, kb_count = out_channels / kChannelBlock;
+  // Channel counts that do not fill blocks (plain input or output) are padded with zero
+  // weights; the padded lanes of the products are never stored.
+  int64_t n = x.dim(0), cb_count = ceil_div(p.channels, kChannelBlock), kb_count = ceil_div(out_channels, kChannelBlock);
   int64_t tiles_w = (p.width + 1) / 2, tiles = (p.height + 1) / 2 * tiles_w;
   for (int d = 0; d < 2; ++d) win.pad_end[d] += win.in[d] % 2;
   auto xi_of = [](const Expr& e) { return floordiv(e, 4); };
@@ -67,12 +73,16 @@ Tensor conv_winograd(OpContext& ctx) {
     Expr xi = xi_of(i[0]), nu = nu_of(i[0]), k = Expr(i[1]) * kChannelBlock + i[4], c = Expr(i[2]) * kChannelBlock + i[3];
     Expr sum = f32(0);
     for (int64_t r = 0; r < 3; ++r)
-      for (int64_t s = 0; s < 3; ++s) sum = sum + g_coefficient(xi, r) * g_coefficient(nu, s) * w(Idx{k, c, r, s});
-    return sum;
+      for (int64_t s = 0; s < 3; ++s)
+        sum = sum + g_coefficient(xi, r) * g_coefficient(nu, s) *
+                        w(Idx{tir::min(k, out_channels - 1), tir::min(c, p.channels - 1), r, s});
+    bool padded = kb_count * kChannelBlock != out_channels || cb_count * kChannelBlock != p.channels;
+    return padded ? tir::select(tir::lt(k, out_channels) && tir::lt(c, p.channels), sum, f32(0)) : sum;
   }, name + "_wwinograd");
 
   Tensor keep;
-  BlockedRead read = padded_blocked(x, p, win, f32(0), name + "_padded", &keep);
+  BlockedRead read = in_blocked ? padded_blocked(x, p, win, f32(0), name + "_padded", &keep)
+                                : padded_blocked_from_plain(x, p, win, name + "_padded", &keep);
   Tensor v = tir::compute_materialized({n, 16, cb_count, tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
     Expr xi = xi_of(i[1]), nu = nu_of(i[1]);
     Expr row = floordiv(Expr(i[3]), tiles_w) * 2, col = floormod(Expr(i[3]), tiles_w) * 2;
@@ -81,19 +91,40 @@ Tensor conv_winograd(OpContext& ctx) {
     return row_pair(bt_first(xi)) + bt_sign(xi) * row_pair(bt_second(xi));
   }, name + "_vwinograd");
 
-  Tensor m = tir::compute({n, 16, kb_count, tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
+  // The products' outputs by tile then output-channel block when one product's weights fit
+  // L1 (each tile row's transformed inputs are then read once), else by block then tile
+  // (each block's weights stay in L1 while every tile row passes).
+  bool tiles_outer = 16 * 16 * 4 * kb_count * cb_count <= 32 * 1024;
+  Shape m_shape = tiles_outer ? Shape{n, 16, tiles, kb_count, kChannelBlock} : Shape{n, 16, kb_count, tiles, kChannelBlock};
+  Tensor m = tir::compute(m_shape, [&](const std::vector<Var>& i) {
+    Expr kb = tiles_outer ? i[3] : i[2], t = tiles_outer ? i[2] : i[3];
     auto cb = tir::reduce_axis(cb_count, name + "_rcb"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
-    return tir::sum(v(Idx{i[0], i[1], cb.var, i[3], cl.var}) * u(Idx{i[1], i[2], cb.var, cl.var, i[4]}), {cb, cl});
+    return tir::sum(v(Idx{i[0], i[1], cb.var, t, cl.var}) * u(Idx{i[1], kb, cb.var, cl.var, i[4]}), {cb, cl});
   }, name + "_mwinograd");
+  auto m_at = [&](const Expr& b, const Expr& e, const Expr& kb, const Expr& t, const Expr& l) {
+    return tiles_outer ? m(Idx{b, e, t, kb, l}) : m(Idx{b, e, kb, t, l});
+  };
 
   // A^T = [1 1 1 0; 0 1 -1 -1]: output row a is m[a] + s(a) * (m[a + 1] + m[a + 2]).
-  return tir::compute({n, kb_count, p.height * p.width, kChannelBlock}, [&](const std::vector<Var>& i) {
+  auto bias = [&](const Expr& k) { return ctx.has_input(2) ? ctx.input(2)(k) : f32(0); };
+  auto transform = [&](const std::vector<Var>& i) {
     Expr h = floordiv(Expr(i[2]), p.width), col = floormod(Expr(i[2]), p.width);
     Expr a = floormod(h, 2), b = floormod(col, 2), tile = floordiv(h, 2) * tiles_w + floordiv(col, 2);
-    auto mv = [&](const Expr& xi, const Expr& nu) { return m(Idx{i[0], xi * 4 + nu, i[1], tile, i[3]}); };
+    auto mv = [&](const Expr& xi, const Expr& nu) { return m_at(i[0], xi * 4 + nu, i[1], tile, i[3]); };
     auto row = [&](const Expr& xi) { return mv(xi, b) + sign(tir::eq(b, 0)) * (mv(xi, b + 1) + mv(xi, b + 2)); };
-    Expr y = row(a) + sign(tir::eq(a, 0)) * (row(a + 1) + row(a + 2));
-    return ctx.has_input(2) ? y + ctx.input(2)(Expr(i[1]) * kChannelBlock + i[3]) : y;
+    return row(a) + sign(tir::eq(a, 0)) * (row(a + 1) + row(a + 2));
+  };
+  Shape blocked_out{n, kb_count, p.height * p.width, kChannelBlock};
+  if (out_blocked)
+    return tir::compute(blocked_out, [&](const std::vector<Var>& i) {
+      return transform(i) + bias(Expr(i[1]) * kChannelBlock + i[3]);
+    }, name);
+  // A plain output from the blocked one: vector stores along the channels first, then one
+  // conversion (as kiln.FromBlocked), where the epilogue fuses.
+  Tensor y = tir::compute_materialized(blocked_out, transform, name + "_yblocked");
+  return tir::compute({n, out_channels, p.height, p.width}, [&](const std::vector<Var>& i) {
+    return y(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * p.width + i[3], floormod(Expr(i[1]), kChannelBlock)}) +
+           bias(i[1]);
   }, name);
 }
 

@@ -1,6 +1,6 @@
 """The channel-blocked layout (src/ops/blocked_layout.cpp) against ONNX Runtime: one model
 with every rewrite the pass makes — convolutions with plain and blocked inputs and outputs
-(3x3 strided stem, 1x1, strided 1x1, 3x3 by Winograd's F(2x2, 3x3) and directly, depthwise, too few output
+(3x3 strided stem, 1x1, strided 1x1, 3x3 by Winograd's F(2x2, 3x3) (blocked, and plain with padded channels) and directly, depthwise, too few output
 channels to block), batch norm as
 scale/shift, residual add, max and average pools, per-channel and scalar constants, a
 squeeze-excite product broadcasting a 1x1 map, a global pool — on a batch of 2 non-square
@@ -70,8 +70,11 @@ nodes = [
     helper.make_node("Mul", ["p5", const("scale", rng.standard_normal((32, 1, 1)))], ["m6"]),
     helper.make_node("Add", ["m6", const("one", [1.0])], ["a6"]),
     helper.make_node("Transpose", ["r1"], ["t1"], perm=[0, 2, 3, 1]),  # r1 read plain and blocked
+    # Winograd from a plain input (a Concat's) to a plain output of 24 channels (padded to 32).
+    helper.make_node("Concat", ["r1", "r1"], ["cat"], axis=1),
+    helper.make_node("Conv", ["cat", weights("wp", 24, 64, 3, 3)], ["cw"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
 ]
-outputs = {"a6": [N, 32, 4, 7], "t1": [N, 9, 14, 32], "c3": [N, 24, 9, 14], "rd5": [N, 32, 5, 7]}
+outputs = {"a6": [N, 32, 4, 7], "t1": [N, 9, 14, 32], "c3": [N, 24, 9, 14], "rd5": [N, 32, 5, 7], "cw": [N, 24, 9, 14]}
 graph = helper.make_graph(nodes, "blocked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [N, 3, H, W])],
                           [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()], inits)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
