@@ -7,8 +7,8 @@
 // products summed over input channels are 16 independent matrix products [tiles x C] x [C x K],
 // which take the blocked convolution's register-tiled schedule. Four stages:
 //   U[e, K/16, C/16, 16, 16] = G g G^T    weights, a constant-only stage filled at compile time
-//   V[N, e, C/16, T, 16]     = B^T d B    input transform, per run
-//   M[N, e, K/16, T, 16]     = sum_c V U  the 16 products (e = 4 xi + nu)
+//   V[N, 16 band + e, C/16, T, 16] = B^T d B    input transform, per run (T tiles per band)
+//   M[N, 16 band + e, K/16, T, 16] = sum_c V U  the 16 products (e = 4 xi + nu)
 //   y[N, K/16, H*W, 16]      = A^T M A    output transform, where epilogues fuse
 // B^T, G and A^T have entries 0, +-1 and +-1/2: each transform is a few adds, written out below
 // rather than as products with constant matrices. Its transforms only add and halve, so it
@@ -83,9 +83,19 @@ Tensor conv_winograd(OpContext& ctx) {
   Tensor keep;
   BlockedRead read = in_blocked ? padded_blocked(x, p, win, f32(0), name + "_padded", &keep)
                                 : padded_blocked_from_plain(x, p, win, name + "_padded", &keep);
-  Tensor v = tir::compute_materialized({n, 16, cb_count, tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
-    Expr xi = xi_of(i[1]), nu = nu_of(i[1]);
-    Expr row = floordiv(Expr(i[3]), tiles_w) * 2, col = floormod(Expr(i[3]), tiles_w) * 2;
+  // Over a large plane the tiles go in bands of whole tile rows, the band the outermost axis
+  // of the transformed inputs and of the products: nest fusion then makes one band's
+  // transformed inputs (at most 512 KiB for all 16 products) just before its products read
+  // them, instead of each product's slice of the whole plane. Band and product share one axis
+// (16 band + e), the outermost, which nest fusion slices and the threads share.
+  int64_t tiles_h = tiles / tiles_w, row_bytes = 16 * tiles_w * cb_count * kChannelBlock * 4, band_rows = tiles_h;
+  if (row_bytes * tiles_h > 16 * 512 * 1024)
+    for (band_rows = std::max<int64_t>(1, 512 * 1024 / row_bytes); tiles_h % band_rows; --band_rows) {}
+  int64_t bands = tiles_h / band_rows, band_tiles = band_rows * tiles_w;
+  Tensor v = tir::compute_materialized({n, bands * 16, cb_count, band_tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
+    Expr e = floormod(Expr(i[1]), 16), xi = xi_of(e), nu = nu_of(e);
+    Expr tile = floordiv(Expr(i[1]), 16) * band_tiles + i[3];
+    Expr row = floordiv(tile, tiles_w) * 2, col = floormod(tile, tiles_w) * 2;
     auto d = [&](const Expr& r, const Expr& c) { return read(i[0], i[2], row + r, col + c, i[4]); };
     auto row_pair = [&](const Expr& r) { return d(r, bt_first(nu)) + bt_sign(nu) * d(r, bt_second(nu)); };
     return row_pair(bt_first(xi)) + bt_sign(xi) * row_pair(bt_second(xi));
@@ -95,14 +105,17 @@ Tensor conv_winograd(OpContext& ctx) {
   // L1 (each tile row's transformed inputs are then read once), else by block then tile
   // (each block's weights stay in L1 while every tile row passes).
   bool tiles_outer = 16 * 16 * 4 * kb_count * cb_count <= 32 * 1024;
-  Shape m_shape = tiles_outer ? Shape{n, 16, tiles, kb_count, kChannelBlock} : Shape{n, 16, kb_count, tiles, kChannelBlock};
+  Shape m_shape = tiles_outer ? Shape{n, bands * 16, band_tiles, kb_count, kChannelBlock}
+                              : Shape{n, bands * 16, kb_count, band_tiles, kChannelBlock};
   Tensor m = tir::compute(m_shape, [&](const std::vector<Var>& i) {
     Expr kb = tiles_outer ? i[3] : i[2], t = tiles_outer ? i[2] : i[3];
     auto cb = tir::reduce_axis(cb_count, name + "_rcb"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
-    return tir::sum(v(Idx{i[0], i[1], cb.var, t, cl.var}) * u(Idx{i[1], kb, cb.var, cl.var, i[4]}), {cb, cl});
+    return tir::sum(v(Idx{i[0], i[1], cb.var, t, cl.var}) * u(Idx{floormod(Expr(i[1]), 16), kb, cb.var, cl.var, i[4]}),
+                    {cb, cl});
   }, name + "_mwinograd");
-  auto m_at = [&](const Expr& b, const Expr& e, const Expr& kb, const Expr& t, const Expr& l) {
-    return tiles_outer ? m(Idx{b, e, t, kb, l}) : m(Idx{b, e, kb, t, l});
+  auto m_at = [&](const Expr& b, const Expr& e, const Expr& kb, const Expr& tile, const Expr& l) {
+    Expr be = floordiv(tile, band_tiles) * 16 + e, t = floormod(tile, band_tiles);
+    return tiles_outer ? m(Idx{b, be, t, kb, l}) : m(Idx{b, be, kb, t, l});
   };
 
   // A^T = [1 1 1 0; 0 1 -1 -1]: output row a is m[a] + s(a) * (m[a + 1] + m[a + 2]).
