@@ -38,8 +38,9 @@ Expr bt_sign(const Expr& xi) { return sign(tir::eq(xi, 1)); }
 // G[xi][r], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
 Expr g_coefficient(const Expr& xi, int64_t r) {
   static const double g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  return tir::select(tir::eq(xi, 0), f32(g[0][r]),
-                     tir::select(tir::eq(xi, 1), f32(g[1][r]), tir::select(tir::eq(xi, 2), f32(g[2][r]), f32(g[3][r]))));
+  return tir::select(
+      tir::eq(xi, 0), f32(g[0][r]),
+      tir::select(tir::eq(xi, 1), f32(g[1][r]), tir::select(tir::eq(xi, 2), f32(g[2][r]), f32(g[3][r]))));
 }
 
 }  // namespace
@@ -48,7 +49,8 @@ Tensor conv_winograd(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
   bool in_blocked = ctx.attr_int("blocked_in", 0) != 0, out_blocked = ctx.attr_int("blocked_out", 0) != 0;
-  if (x.dtype() != DType::F32 || w.dtype() != DType::F32 || w.ndim() != 4) ctx.error("expects f32 input and 4-D f32 weights");
+  if (x.dtype() != DType::F32 || w.dtype() != DType::F32 || w.ndim() != 4)
+    ctx.error("expects f32 input and 4-D f32 weights");
   if (!in_blocked && x.ndim() != 4) ctx.error("plain input must be N, C, H, W");
   Plane p = in_blocked ? blocked_plane(ctx, x) : Plane{x.dim(1), x.dim(2), x.dim(3)};
   int64_t out_channels = w.dim(0);
@@ -62,23 +64,27 @@ Tensor conv_winograd(OpContext& ctx) {
   std::string name = ctx.out_name();
   // Channel counts that do not fill blocks (plain input or output) are padded with zero
   // weights; the padded lanes of the products are never stored.
-  int64_t n = x.dim(0), cb_count = ceil_div(p.channels, kChannelBlock), kb_count = ceil_div(out_channels, kChannelBlock);
+  int64_t n = x.dim(0), cb_count = ceil_div(p.channels, kChannelBlock),
+          kb_count = ceil_div(out_channels, kChannelBlock);
   int64_t tiles_w = (p.width + 1) / 2, tiles = (p.height + 1) / 2 * tiles_w;
   for (int d = 0; d < 2; ++d) win.pad_end[d] += win.in[d] % 2;
   auto xi_of = [](const Expr& e) { return floordiv(e, 4); };
   auto nu_of = [](const Expr& e) { return floormod(e, 4); };
 
-  Tensor u = tir::compute_materialized({16, kb_count, cb_count, kChannelBlock, kChannelBlock},
-                                       [&](const std::vector<Var>& i) {
-    Expr xi = xi_of(i[0]), nu = nu_of(i[0]), k = Expr(i[1]) * kChannelBlock + i[4], c = Expr(i[2]) * kChannelBlock + i[3];
-    Expr sum = f32(0);
-    for (int64_t r = 0; r < 3; ++r)
-      for (int64_t s = 0; s < 3; ++s)
-        sum = sum + g_coefficient(xi, r) * g_coefficient(nu, s) *
-                        w(Idx{tir::min(k, out_channels - 1), tir::min(c, p.channels - 1), r, s});
-    bool padded = kb_count * kChannelBlock != out_channels || cb_count * kChannelBlock != p.channels;
-    return padded ? tir::select(tir::lt(k, out_channels) && tir::lt(c, p.channels), sum, f32(0)) : sum;
-  }, name + "_wwinograd");
+  Tensor u = tir::compute_materialized(
+      {16, kb_count, cb_count, kChannelBlock, kChannelBlock},
+      [&](const std::vector<Var>& i) {
+        Expr xi = xi_of(i[0]), nu = nu_of(i[0]), k = Expr(i[1]) * kChannelBlock + i[4],
+             c = Expr(i[2]) * kChannelBlock + i[3];
+        Expr sum = f32(0);
+        for (int64_t r = 0; r < 3; ++r)
+          for (int64_t s = 0; s < 3; ++s)
+            sum = sum + g_coefficient(xi, r) * g_coefficient(nu, s) *
+                            w(Idx{tir::min(k, out_channels - 1), tir::min(c, p.channels - 1), r, s});
+        bool padded = kb_count * kChannelBlock != out_channels || cb_count * kChannelBlock != p.channels;
+        return padded ? tir::select(tir::lt(k, out_channels) && tir::lt(c, p.channels), sum, f32(0)) : sum;
+      },
+      name + "_wwinograd");
 
   Tensor keep;
   BlockedRead read = in_blocked ? padded_blocked(x, p, win, f32(0), name + "_padded", &keep)
@@ -87,19 +93,23 @@ Tensor conv_winograd(OpContext& ctx) {
   // of the transformed inputs and of the products: nest fusion then makes one band's
   // transformed inputs (at most 512 KiB for all 16 products) just before its products read
   // them, instead of each product's slice of the whole plane. Band and product share one axis
-// (16 band + e), the outermost, which nest fusion slices and the threads share.
+  // (16 band + e), the outermost, which nest fusion slices and the threads share.
   int64_t tiles_h = tiles / tiles_w, row_bytes = 16 * tiles_w * cb_count * kChannelBlock * 4, band_rows = tiles_h;
   if (row_bytes * tiles_h > 16 * 512 * 1024)
-    for (band_rows = std::max<int64_t>(1, 512 * 1024 / row_bytes); tiles_h % band_rows; --band_rows) {}
+    for (band_rows = std::max<int64_t>(1, 512 * 1024 / row_bytes); tiles_h % band_rows; --band_rows) {
+    }
   int64_t bands = tiles_h / band_rows, band_tiles = band_rows * tiles_w;
-  Tensor v = tir::compute_materialized({n, bands * 16, cb_count, band_tiles, kChannelBlock}, [&](const std::vector<Var>& i) {
-    Expr e = floormod(Expr(i[1]), 16), xi = xi_of(e), nu = nu_of(e);
-    Expr tile = floordiv(Expr(i[1]), 16) * band_tiles + i[3];
-    Expr row = floordiv(tile, tiles_w) * 2, col = floormod(tile, tiles_w) * 2;
-    auto d = [&](const Expr& r, const Expr& c) { return read(i[0], i[2], row + r, col + c, i[4]); };
-    auto row_pair = [&](const Expr& r) { return d(r, bt_first(nu)) + bt_sign(nu) * d(r, bt_second(nu)); };
-    return row_pair(bt_first(xi)) + bt_sign(xi) * row_pair(bt_second(xi));
-  }, name + "_vwinograd");
+  Tensor v = tir::compute_materialized(
+      {n, bands * 16, cb_count, band_tiles, kChannelBlock},
+      [&](const std::vector<Var>& i) {
+        Expr e = floormod(Expr(i[1]), 16), xi = xi_of(e), nu = nu_of(e);
+        Expr tile = floordiv(Expr(i[1]), 16) * band_tiles + i[3];
+        Expr row = floordiv(tile, tiles_w) * 2, col = floormod(tile, tiles_w) * 2;
+        auto d = [&](const Expr& r, const Expr& c) { return read(i[0], i[2], row + r, col + c, i[4]); };
+        auto row_pair = [&](const Expr& r) { return d(r, bt_first(nu)) + bt_sign(nu) * d(r, bt_second(nu)); };
+        return row_pair(bt_first(xi)) + bt_sign(xi) * row_pair(bt_second(xi));
+      },
+      name + "_vwinograd");
 
   // The products' outputs by tile then output-channel block when one product's weights fit
   // L1 (each tile row's transformed inputs are then read once), else by block then tile
@@ -107,12 +117,16 @@ Tensor conv_winograd(OpContext& ctx) {
   bool tiles_outer = 16 * 16 * 4 * kb_count * cb_count <= 32 * 1024;
   Shape m_shape = tiles_outer ? Shape{n, bands * 16, band_tiles, kb_count, kChannelBlock}
                               : Shape{n, bands * 16, kb_count, band_tiles, kChannelBlock};
-  Tensor m = tir::compute(m_shape, [&](const std::vector<Var>& i) {
-    Expr kb = tiles_outer ? i[3] : i[2], t = tiles_outer ? i[2] : i[3];
-    auto cb = tir::reduce_axis(cb_count, name + "_rcb"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
-    return tir::sum(v(Idx{i[0], i[1], cb.var, t, cl.var}) * u(Idx{floormod(Expr(i[1]), 16), kb, cb.var, cl.var, i[4]}),
-                    {cb, cl});
-  }, name + "_mwinograd");
+  Tensor m = tir::compute(
+      m_shape,
+      [&](const std::vector<Var>& i) {
+        Expr kb = tiles_outer ? i[3] : i[2], t = tiles_outer ? i[2] : i[3];
+        auto cb = tir::reduce_axis(cb_count, name + "_rcb"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
+        return tir::sum(
+            v(Idx{i[0], i[1], cb.var, t, cl.var}) * u(Idx{floormod(Expr(i[1]), 16), kb, cb.var, cl.var, i[4]}),
+            {cb, cl});
+      },
+      name + "_mwinograd");
   auto m_at = [&](const Expr& b, const Expr& e, const Expr& kb, const Expr& tile, const Expr& l) {
     Expr be = floordiv(tile, band_tiles) * 16 + e, t = floormod(tile, band_tiles);
     return tiles_outer ? m(Idx{b, be, t, kb, l}) : m(Idx{b, be, kb, t, l});
@@ -129,16 +143,20 @@ Tensor conv_winograd(OpContext& ctx) {
   };
   Shape blocked_out{n, kb_count, p.height * p.width, kChannelBlock};
   if (out_blocked)
-    return tir::compute(blocked_out, [&](const std::vector<Var>& i) {
-      return transform(i) + bias(Expr(i[1]) * kChannelBlock + i[3]);
-    }, name);
+    return tir::compute(
+        blocked_out, [&](const std::vector<Var>& i) { return transform(i) + bias(Expr(i[1]) * kChannelBlock + i[3]); },
+        name);
   // A plain output from the blocked one: vector stores along the channels first, then one
   // conversion (as kiln.FromBlocked), where the epilogue fuses.
   Tensor y = tir::compute_materialized(blocked_out, transform, name + "_yblocked");
-  return tir::compute({n, out_channels, p.height, p.width}, [&](const std::vector<Var>& i) {
-    return y(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * p.width + i[3], floormod(Expr(i[1]), kChannelBlock)}) +
-           bias(i[1]);
-  }, name);
+  return tir::compute(
+      {n, out_channels, p.height, p.width},
+      [&](const std::vector<Var>& i) {
+        return y(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * p.width + i[3],
+                     floormod(Expr(i[1]), kChannelBlock)}) +
+               bias(i[1]);
+      },
+      name);
 }
 
 }  // namespace kiln::ops
