@@ -34,7 +34,7 @@ class Mode:
     """How long and how much to measure; --quick trades statistics for a run of a few minutes."""
     quick: bool
     threads: tuple = (1, 2)
-    rounds: int = 2            # kiln/ORT alternations per (model, threads)
+    rounds: int = 3            # kiln/ORT alternations per (model, threads)
     kiln_budget_s: float = 2.0  # timed kiln runs per round (at least kiln_min_iters)
     kiln_min_iters: int = 3
     ort_budget_s: float = 1.0
@@ -221,6 +221,11 @@ class ModelResult:
 
     @property
     def ratio(self):
+        """Median of the per-round ratios: kiln and ORT timed back to back in each round see the
+        same machine state, which drifts by tens of percent between rounds on a shared host."""
+        paired = [k / o for k, o in self.rounds if k and o]
+        if paired and self.kiln_ms and self.ort_ms:
+            return statistics.median(paired)
         return self.kiln_ms / self.ort_ms if self.kiln_ms and self.ort_ms else None
 
 

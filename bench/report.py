@@ -106,7 +106,7 @@ def model_table(rows, mode):
     for r in rows:
         kiln = _cell_error(r.kiln_error) if r.kiln_error else _fmt(r.kiln_ms)
         ort = _cell_error(r.ort_error) if r.ort_error else _fmt(r.ort_ms, 3)
-        ratio = f"{r.ratio:.1f}x" if r.ratio else "—"
+        ratio = f"{r.ratio:.2f}x" if r.ratio else "—"
         comp = f"{r.compile_ms / 1000:.1f}" if r.compile_ms else "—"
         out.append(f"| {r.model} | {r.threads} | {kiln} | {ort} | {ratio} | {comp} | {_fmt(r.kiln_mem_mb)} | "
                    f"{_fmt(r.ort_mem_mb)} | {r.others:.1f} |")
@@ -184,7 +184,7 @@ def reading_notes(model_rows, kernel_rows, ctx):
                      "The peers use their non-AVX-512 kernels here (see the lines the anchor binaries report).")
     worst = sorted((r for r in model_rows if r.ratio), key=lambda r: -r.ratio)[:3]
     if worst:
-        notes.append("Largest model gaps: " + ", ".join(f"{r.model} at {r.threads}T ({r.ratio:.1f}x)" for r in worst)
+        notes.append("Largest model gaps: " + ", ".join(f"{r.model} at {r.threads}T ({r.ratio:.2f}x)" for r in worst)
                      + ".")
     gaps = sorted(((r.kiln_ms / r.best_peer[1].ms, r) for r in kernel_rows if r.kiln_ms and r.best_peer),
                   key=lambda x: -x[0])[:3]
@@ -251,7 +251,8 @@ def render(ctx, model_rows, kernel_rows):
         f"~{mode.kiln_budget_s:g} s of runs, at least {mode.kiln_min_iters}, after 1 warm-up). ONNX Runtime: "
         "intra_op_num_threads=N, inter_op_num_threads=1, sequential, all graph optimizations, same inputs, "
         f"~{mode.ort_budget_s:g} s of runs per round after 1 warm-up. {mode.rounds} round(s) alternate kiln and ORT; "
-        "each column is the median over rounds of the per-round median latency. Before each row the script waits "
+        "each time column is the median over rounds of the per-round median latency, and kiln/ORT the median of "
+        "the per-round ratios (kiln and ORT back to back see the same machine state). Before each row the script waits "
         f"up to {mode.settle_s:g} s for other work to stop; `others running` is then the mean number of other "
         "runnable threads on the machine (from /proc/loadavg): 0 means kiln and ORT had the cores to themselves "
         "when the row started; 1 or more means a neighbour took a core for at least part of the row, which hurts "
