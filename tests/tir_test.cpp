@@ -181,6 +181,39 @@ TEST(Tir, StridedVectorLoads) {
   }
 }
 
+// Lanes alternating between two contiguous runs — the 2x interleave of phase planes that
+// ConvTranspose (kernel = stride = 2) ends with, and a 2x nearest upsample — are two
+// half-width loads and one shuffle, not a gather: same values, no gather in the code.
+// (Without it LLVM scalarizes the gather here into per-lane vmovss / vinsertps.)
+TEST(Tir, InterleavedVectorLoads) {
+  const int64_t n = 40;  // five vectors of 8
+  Tensor a = placeholder({2, n / 2}, DType::F32, "a");
+  Tensor planes = compute({n}, [&](const std::vector<Var>& i) {
+    return a(floormod(Expr(i[0]), make_int(2)), floordiv(Expr(i[0]), make_int(2)));
+  }, "planes");
+  Tensor upsampled = compute({n}, [&](const std::vector<Var>& i) {
+    return a(make_int(1), floordiv(Expr(i[0]), make_int(2)));
+  }, "upsampled");
+  for (const Tensor& out : {planes, upsampled}) {
+    PrimFunc f = lower("interleave", {a}, {out});
+    EXPECT_EQ(to_string(vectorize_inner_loops(&f.body, 8)), "split(" + out.name() + "_i0, 8); vectorize(" +
+                                                                  out.name() + "_i0_i)");
+    std::string as = codegen::emit_string({f}, codegen::FileKind::Assembly);
+    // Neither a gather instruction nor the per-lane inserts LLVM scalarizes one into.
+    EXPECT_EQ(as.find("gather"), std::string::npos) << as;
+    EXPECT_EQ(as.find("vinsertps"), std::string::npos) << as;
+    auto lib = codegen::JitLibrary::compile({f});
+    std::vector<float> A(static_cast<size_t>(n)), B(static_cast<size_t>(n));
+    for (size_t i = 0; i < A.size(); ++i) A[i] = float(i) * 0.5f;
+    void* args[] = {A.data(), B.data()};
+    lib->lookup("interleave")(args);
+    for (int64_t i = 0; i < n; ++i) {
+      float want = out.name() == "planes" ? A[size_t(i % 2 * n / 2 + i / 2)] : A[size_t(n / 2 + i / 2)];
+      EXPECT_EQ(B[size_t(i)], want) << out.name() << " element " << i;
+    }
+  }
+}
+
 // A consumer reading the reduction at its own position, a batch dimension of one written as
 // the constant 0 (as broadcasting does), is the reduction's epilogue: nothing is stored
 // between them.

@@ -77,6 +77,10 @@ class Emitter {
   // Coefficient of the vectorized variable in an index expression; false when not affine.
   bool lane_stride(const Expr& e, int64_t* c);
   bool uses_lane(const Expr& e);
+  // Like lane_stride, with the vectorized variable running as v = period * j + r for a fixed r:
+  // the coefficient of j. Also affine: floordiv / floormod by a divisor of the coefficient
+  // (x / 2 and x % 2 of an interleave, where lane_stride sees no stride at all).
+  bool phase_stride(const Expr& e, int64_t period, int64_t* c);
   int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine);
   // Pointer to lane 0's element: the indices with the vectorized variable at its first value.
   llvm::Value* lane0_ptr(const Buffer& buf, const std::vector<Expr>& idx);
@@ -90,6 +94,10 @@ class Emitter {
   // beyond the last lane's element.
   static constexpr int64_t kMaxShuffledStride = 4;
   llvm::Value* strided_load(const LoadNode* n, llvm::Type* et, int64_t stride);
+  // Lanes that alternate between two contiguous runs (the even lanes one, the odd the other:
+  // a 2x interleave of phase planes, a 2x nearest upsample): two half-width loads and one
+  // shuffle instead of a gather. Null when the load is not of that form.
+  llvm::Value* interleaved_load(const LoadNode* n, llvm::Type* et);
 
   void vector_store(const StoreNode* n);
 

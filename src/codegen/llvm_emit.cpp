@@ -227,6 +227,43 @@ bool Emitter::lane_stride(const Expr& e, int64_t* c) {
   }
 }
 
+bool Emitter::phase_stride(const Expr& e, int64_t period, int64_t* c) {
+  switch (e.kind()) {
+    case ExprKind::IntImm:
+      *c = 0;
+      return true;
+    case ExprKind::Var:
+      *c = e.as<VarNode>() == vec_var_ ? period : 0;
+      return true;
+    case ExprKind::Cast:
+      return e.dtype() == DType::I64 && phase_stride(e.as<CastNode>()->a, period, c);
+    case ExprKind::Binary: {
+      auto n = e.as<BinaryNode>();
+      int64_t ca, cb, k;
+      if (!uses_lane(e)) {
+        *c = 0;
+        return true;
+      }
+      if (n->op == BinOp::FloorDiv || n->op == BinOp::FloorMod) {
+        // floordiv(ca j + x0, d) = (ca / d) j + floordiv(x0, d) when d divides ca; the
+        // remainder then does not move with j.
+        if (!is_const_int(n->b, &k) || k <= 0 || !phase_stride(n->a, period, &ca) || ca % k) return false;
+        *c = n->op == BinOp::FloorDiv ? ca / k : 0;
+        return true;
+      }
+      if (!phase_stride(n->a, period, &ca) || !phase_stride(n->b, period, &cb)) return false;
+      if (n->op == BinOp::Add) return *c = ca + cb, true;
+      if (n->op == BinOp::Sub) return *c = ca - cb, true;
+      if (n->op == BinOp::Mul && is_const_int(n->a, &k)) return *c = k * cb, true;
+      if (n->op == BinOp::Mul && is_const_int(n->b, &k)) return *c = ca * k, true;
+      return false;
+    }
+    default:
+      *c = 0;
+      return !uses_lane(e);
+  }
+}
+
 bool Emitter::uses_lane(const Expr& e) {
   bool used = false;
   visit(e, [&](const Expr& x) { used |= x.kind() == ExprKind::Var && x.as<VarNode>() == vec_var_; });
@@ -283,8 +320,41 @@ llvm::Value* Emitter::vector_load(const LoadNode* n) {
                                  uint64_t(l));
     return v;
   }
+  if (llvm::Value* v = interleaved_load(n, et)) return v;
   auto* ptrs = element_ptr(n->buffer, n->indices);  // vector of pointers
   return b_.CreateMaskedGather(vec_of(et), ptrs, llvm::Align(dtype_bytes(n->dtype)));
+}
+
+llvm::Value* Emitter::interleaved_load(const LoadNode* n, llvm::Type* et) {
+  constexpr int64_t kPhases = 2;
+  auto* lane0 = llvm::dyn_cast<llvm::ConstantInt>(vars_.at(vec_var_));
+  if (!lane0 || lane0->getSExtValue() % kPhases || lanes_ % kPhases) return nullptr;
+  // Flat stride along j of each phase (the indices' strides along j times the buffer's).
+  Shape shape;
+  std::vector<Expr> idx = merge_index_pairs(n->indices, n->buffer->shape, &shape);
+  int64_t total = 0, stride = 1;
+  for (int d = int(idx.size()) - 1; d >= 0; --d) {
+    int64_t c;
+    if (!phase_stride(idx[d], kPhases, &c)) return nullptr;
+    total += c * stride;
+    stride *= shape[d];
+  }
+  if (total != 1) return nullptr;
+  // One contiguous load per phase from the element of its first lane, then the lanes interleaved.
+  const VarNode* v = vec_var_;
+  std::vector<llvm::Value*> phases;
+  auto* half = llvm::FixedVectorType::get(et, unsigned(lanes_ / kPhases));
+  for (int64_t r = 0; r < kPhases; ++r) {
+    vars_[v] = b_.getInt64(uint64_t(lane0->getSExtValue() + r));
+    vec_var_ = nullptr;
+    llvm::Value* p = element_ptr(n->buffer, n->indices);
+    vec_var_ = v;
+    phases.push_back(b_.CreateAlignedLoad(half, p, llvm::Align(dtype_bytes(n->dtype))));
+  }
+  vars_[v] = lane0;
+  std::vector<int> pick;
+  for (int l = 0; l < lanes_; ++l) pick.push_back(int(l % kPhases * (lanes_ / kPhases) + l / kPhases));
+  return b_.CreateShuffleVector(phases[0], phases[1], pick);
 }
 
 llvm::Value* Emitter::strided_load(const LoadNode* n, llvm::Type* et, int64_t stride) {
