@@ -146,13 +146,13 @@ TEST(ScheduleSteps, DefaultVectorizesInnerElementwiseLoops) {
   for (int i = 0; i < 50; ++i) ASSERT_FLOAT_EQ(O[i], A[i] * 2 + 1) << i;
 }
 
-// The register-tiled GEMM with cache blocking: K = 600 runs in reduction blocks (partial sums
+// The register-tiled GEMM with cache blocking: K = 1200 runs in reduction blocks (partial sums
 // through the output), 13 rows leave a 1-row tile, 40 columns a one-vector band.
 TEST(ReductionSchedule, BlockedTiledMatmulMatchesReference) {
-  Matmul mm(13, 40, 600);
+  Matmul mm(13, 40, 1200);
   PrimFunc f = lower("mm", {mm.a, mm.b}, {mm.c}, VectorTarget{32, 16});
   std::string ir = to_string(f);
-  EXPECT_NE(ir.find("rolled k_b in [0, 0 + 3)"), std::string::npos) << ir;  // 600 = 3 blocks of 200
+  EXPECT_NE(ir.find("rolled k_b in [0, 0 + 3)"), std::string::npos) << ir;  // 1200 = 3 blocks of 400
   EXPECT_NE(ir.find("c_tile: f32[6x16]"), std::string::npos) << ir;
   EXPECT_NE(ir.find("c_tile: f32[1x16]"), std::string::npos) << ir;
   mm.check(f);
