@@ -44,39 +44,29 @@ void Emitter::emit(const PrimFunc& f) {
 
 llvm::Type* Emitter::value_type(DType t) {
   switch (t) {
-    case DType::Bool:
-      return b_.getInt1Ty();
+    case DType::Bool: return b_.getInt1Ty();
     case DType::I8:
-    case DType::U8:
-      return b_.getInt8Ty();
+    case DType::U8: return b_.getInt8Ty();
     case DType::I16:
-    case DType::U16:
-      return b_.getInt16Ty();
+    case DType::U16: return b_.getInt16Ty();
     case DType::I32:
-    case DType::U32:
-      return b_.getInt32Ty();
+    case DType::U32: return b_.getInt32Ty();
     case DType::I64:
-    case DType::U64:
-      return b_.getInt64Ty();
+    case DType::U64: return b_.getInt64Ty();
     case DType::F16:
     case DType::BF16:
-    case DType::F32:
-      return b_.getFloatTy();
-    case DType::F64:
-      return b_.getDoubleTy();
+    case DType::F32: return b_.getFloatTy();
+    case DType::F64: return b_.getDoubleTy();
   }
   return nullptr;
 }
 
 llvm::Type* Emitter::mem_type(DType t) {
   switch (t) {
-    case DType::Bool:
-      return b_.getInt8Ty();
+    case DType::Bool: return b_.getInt8Ty();
     case DType::F16:
-    case DType::BF16:
-      return b_.getInt16Ty();
-    default:
-      return value_type(t);
+    case DType::BF16: return b_.getInt16Ty();
+    default: return value_type(t);
   }
 }
 
@@ -113,8 +103,7 @@ llvm::Type* Emitter::shaped_like(llvm::Value* v, llvm::Type* t) {
 
 llvm::Value* Emitter::to_memory(DType t, llvm::Value* v) {
   switch (t) {
-    case DType::Bool:
-      return b_.CreateZExt(v, shaped_like(v, b_.getInt8Ty()));
+    case DType::Bool: return b_.CreateZExt(v, shaped_like(v, b_.getInt8Ty()));
     case DType::F16:
       return b_.CreateBitCast(b_.CreateFPTrunc(v, shaped_like(v, b_.getHalfTy())), shaped_like(v, b_.getInt16Ty()));
     case DType::BF16: {
@@ -126,23 +115,20 @@ llvm::Value* Emitter::to_memory(DType t, llvm::Value* v) {
       auto* r = b_.CreateSelect(is_nan(v), nan, b_.CreateLShr(rounded, int_like(bits, 32, 16)));
       return b_.CreateTrunc(r, shaped_like(v, b_.getInt16Ty()));
     }
-    default:
-      return v;
+    default: return v;
   }
 }
 
 llvm::Value* Emitter::from_memory(DType t, llvm::Value* v) {
   switch (t) {
-    case DType::Bool:
-      return b_.CreateICmpNE(v, int_like(v, 8, 0));
+    case DType::Bool: return b_.CreateICmpNE(v, int_like(v, 8, 0));
     case DType::F16:
       return b_.CreateFPExt(b_.CreateBitCast(v, shaped_like(v, b_.getHalfTy())), shaped_like(v, b_.getFloatTy()));
     case DType::BF16: {
       auto* wide = b_.CreateZExt(v, shaped_like(v, b_.getInt32Ty()));
       return b_.CreateBitCast(b_.CreateShl(wide, int_like(wide, 32, 16)), shaped_like(v, b_.getFloatTy()));
     }
-    default:
-      return v;
+    default: return v;
   }
 }
 
@@ -185,14 +171,9 @@ llvm::Value* Emitter::splat_like(llvm::Value* like, llvm::Value* v) {
 
 bool Emitter::lane_stride(const Expr& e, int64_t* c) {
   switch (e.kind()) {
-    case ExprKind::IntImm:
-      *c = 0;
-      return true;
-    case ExprKind::Var:
-      *c = e.as<VarNode>() == vec_var_ ? 1 : 0;
-      return true;
-    case ExprKind::Cast:
-      return e.dtype() == DType::I64 && lane_stride(e.as<CastNode>()->a, c);
+    case ExprKind::IntImm: *c = 0; return true;
+    case ExprKind::Var: *c = e.as<VarNode>() == vec_var_ ? 1 : 0; return true;
+    case ExprKind::Cast: return e.dtype() == DType::I64 && lane_stride(e.as<CastNode>()->a, c);
     case ExprKind::Binary: {
       auto n = e.as<BinaryNode>();
       int64_t ca, cb, k;
@@ -221,22 +202,15 @@ bool Emitter::lane_stride(const Expr& e, int64_t* c) {
       }
       return false;
     }
-    default:
-      *c = 0;
-      return !uses_lane(e);
+    default: *c = 0; return !uses_lane(e);
   }
 }
 
 bool Emitter::phase_stride(const Expr& e, int64_t period, int64_t* c) {
   switch (e.kind()) {
-    case ExprKind::IntImm:
-      *c = 0;
-      return true;
-    case ExprKind::Var:
-      *c = e.as<VarNode>() == vec_var_ ? period : 0;
-      return true;
-    case ExprKind::Cast:
-      return e.dtype() == DType::I64 && phase_stride(e.as<CastNode>()->a, period, c);
+    case ExprKind::IntImm: *c = 0; return true;
+    case ExprKind::Var: *c = e.as<VarNode>() == vec_var_ ? period : 0; return true;
+    case ExprKind::Cast: return e.dtype() == DType::I64 && phase_stride(e.as<CastNode>()->a, period, c);
     case ExprKind::Binary: {
       auto n = e.as<BinaryNode>();
       int64_t ca, cb, k;
@@ -258,9 +232,7 @@ bool Emitter::phase_stride(const Expr& e, int64_t period, int64_t* c) {
       if (n->op == BinOp::Mul && is_const_int(n->b, &k)) return *c = ca * k, true;
       return false;
     }
-    default:
-      *c = 0;
-      return !uses_lane(e);
+    default: *c = 0; return !uses_lane(e);
   }
 }
 
@@ -443,10 +415,8 @@ llvm::Value* Emitter::expr(const Expr& e) {
       KILN_CHECK(it != vars_.end(), "unbound variable ", e.as<VarNode>()->name);
       return it->second;
     }
-    case ExprKind::Binary:
-      return binary(e.as<BinaryNode>());
-    case ExprKind::Unary:
-      return unary(e.as<UnaryNode>());
+    case ExprKind::Binary: return binary(e.as<BinaryNode>());
+    case ExprKind::Unary: return unary(e.as<UnaryNode>());
     case ExprKind::Select: {
       auto n = e.as<SelectNode>();
       llvm::Value* c = expr(n->cond);
@@ -455,16 +425,14 @@ llvm::Value* Emitter::expr(const Expr& e) {
       f = splat_like(c, f);
       return b_.CreateSelect(splat_like(t, c), t, f);
     }
-    case ExprKind::Cast:
-      return cast(e.as<CastNode>());
+    case ExprKind::Cast: return cast(e.as<CastNode>());
     case ExprKind::Load: {
       auto n = e.as<LoadNode>();
       if (vec_var_ && uses_lane(e)) return from_memory(n->dtype, vector_load(n));
       auto* p = element_ptr(n->buffer, n->indices);
       return from_memory(n->dtype, b_.CreateLoad(mem_type(n->dtype), p));
     }
-    case ExprKind::Reduce:
-      KILN_CHECK(false, "reduction reached codegen unlowered");
+    case ExprKind::Reduce: KILN_CHECK(false, "reduction reached codegen unlowered");
   }
   return nullptr;
 }
@@ -509,12 +477,9 @@ llvm::Value* Emitter::binary(const BinaryNode* n) {
   llvm::Type* ty = a->getType();
   auto zero = [&] { return llvm::Constant::getNullValue(ty); };
   switch (n->op) {
-    case BinOp::Add:
-      return fl ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
-    case BinOp::Sub:
-      return fl ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
-    case BinOp::Mul:
-      return fl ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
+    case BinOp::Add: return fl ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
+    case BinOp::Sub: return fl ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
+    case BinOp::Mul: return fl ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
     case BinOp::Div:
     case BinOp::Mod:
     case BinOp::FloorDiv:
@@ -564,14 +529,10 @@ llvm::Value* Emitter::binary(const BinaryNode* n) {
       auto* p = intrinsic(llvm::Intrinsic::pow, {fa, fb});
       return sg ? b_.CreateFPToSI(p, ty) : b_.CreateFPToUI(p, ty);
     }
-    case BinOp::Atan2:
-      return libm("atan2f", a, b);
-    case BinOp::And:
-      return b_.CreateAnd(a, b);
-    case BinOp::Or:
-      return b_.CreateOr(a, b);
-    case BinOp::Xor:
-      return b_.CreateXor(a, b);
+    case BinOp::Atan2: return libm("atan2f", a, b);
+    case BinOp::And: return b_.CreateAnd(a, b);
+    case BinOp::Or: return b_.CreateOr(a, b);
+    case BinOp::Xor: return b_.CreateXor(a, b);
     case BinOp::Shl:
     case BinOp::Shr: {
       unsigned bits = ty->getScalarSizeInBits();
@@ -582,18 +543,12 @@ llvm::Value* Emitter::binary(const BinaryNode* n) {
                                            : b_.CreateLShr(a, safe);
       return b_.CreateSelect(big, zero(), r);
     }
-    case BinOp::EQ:
-      return fl ? b_.CreateFCmpOEQ(a, b) : b_.CreateICmpEQ(a, b);
-    case BinOp::NE:
-      return fl ? b_.CreateFCmpUNE(a, b) : b_.CreateICmpNE(a, b);
-    case BinOp::LT:
-      return fl ? b_.CreateFCmpOLT(a, b) : sg ? b_.CreateICmpSLT(a, b) : b_.CreateICmpULT(a, b);
-    case BinOp::LE:
-      return fl ? b_.CreateFCmpOLE(a, b) : sg ? b_.CreateICmpSLE(a, b) : b_.CreateICmpULE(a, b);
-    case BinOp::GT:
-      return fl ? b_.CreateFCmpOGT(a, b) : sg ? b_.CreateICmpSGT(a, b) : b_.CreateICmpUGT(a, b);
-    case BinOp::GE:
-      return fl ? b_.CreateFCmpOGE(a, b) : sg ? b_.CreateICmpSGE(a, b) : b_.CreateICmpUGE(a, b);
+    case BinOp::EQ: return fl ? b_.CreateFCmpOEQ(a, b) : b_.CreateICmpEQ(a, b);
+    case BinOp::NE: return fl ? b_.CreateFCmpUNE(a, b) : b_.CreateICmpNE(a, b);
+    case BinOp::LT: return fl ? b_.CreateFCmpOLT(a, b) : sg ? b_.CreateICmpSLT(a, b) : b_.CreateICmpULT(a, b);
+    case BinOp::LE: return fl ? b_.CreateFCmpOLE(a, b) : sg ? b_.CreateICmpSLE(a, b) : b_.CreateICmpULE(a, b);
+    case BinOp::GT: return fl ? b_.CreateFCmpOGT(a, b) : sg ? b_.CreateICmpSGT(a, b) : b_.CreateICmpUGT(a, b);
+    case BinOp::GE: return fl ? b_.CreateFCmpOGE(a, b) : sg ? b_.CreateICmpSGE(a, b) : b_.CreateICmpUGE(a, b);
   }
   return nullptr;
 }
@@ -606,10 +561,8 @@ llvm::Value* Emitter::unary(const UnaryNode* n) {
   using I = llvm::Intrinsic::ID;
   auto fpi = [&](I id) { return intrinsic(id, {a}); };
   switch (n->op) {
-    case UnOp::Neg:
-      return fl ? b_.CreateFNeg(a) : b_.CreateNeg(a);
-    case UnOp::Not:
-      return b_.CreateNot(a);
+    case UnOp::Neg: return fl ? b_.CreateFNeg(a) : b_.CreateNeg(a);
+    case UnOp::Not: return b_.CreateNot(a);
     case UnOp::Abs:
       if (fl) return fpi(llvm::Intrinsic::fabs);
       if (!dtype_is_signed_int(t)) return a;
@@ -626,52 +579,30 @@ llvm::Value* Emitter::unary(const UnaryNode* n) {
       if (!dtype_is_signed_int(t)) return pos;
       return b_.CreateSelect(b_.CreateICmpSLT(a, z), llvm::ConstantInt::get(ty, -1, true), pos);
     }
-    case UnOp::Exp:
-      return f32_vector(a) ? emit_exp_f32(b_, a) : fpi(llvm::Intrinsic::exp);
-    case UnOp::Log:
-      return fpi(llvm::Intrinsic::log);
-    case UnOp::Sqrt:
-      return fpi(llvm::Intrinsic::sqrt);
-    case UnOp::Sin:
-      return fpi(llvm::Intrinsic::sin);
-    case UnOp::Cos:
-      return fpi(llvm::Intrinsic::cos);
-    case UnOp::Floor:
-      return fl ? fpi(llvm::Intrinsic::floor) : a;
-    case UnOp::Ceil:
-      return fl ? fpi(llvm::Intrinsic::ceil) : a;
-    case UnOp::Round:
-      return fl ? fpi(llvm::Intrinsic::roundeven) : a;
-    case UnOp::Tan:
-      return libm("tanf", a);
-    case UnOp::Asin:
-      return libm("asinf", a);
-    case UnOp::Acos:
-      return libm("acosf", a);
-    case UnOp::Atan:
-      return libm("atanf", a);
-    case UnOp::Sinh:
-      return libm("sinhf", a);
-    case UnOp::Cosh:
-      return libm("coshf", a);
-    case UnOp::Tanh:
-      return libm("tanhf", a);
-    case UnOp::Asinh:
-      return libm("asinhf", a);
-    case UnOp::Acosh:
-      return libm("acoshf", a);
-    case UnOp::Atanh:
-      return libm("atanhf", a);
-    case UnOp::Erf:
-      return f32_vector(a) ? emit_erf_f32(b_, a) : libm("erff", a);
-    case UnOp::IsNaN:
-      return fl ? is_nan(a) : b_.getFalse();
+    case UnOp::Exp: return f32_vector(a) ? emit_exp_f32(b_, a) : fpi(llvm::Intrinsic::exp);
+    case UnOp::Log: return fpi(llvm::Intrinsic::log);
+    case UnOp::Sqrt: return fpi(llvm::Intrinsic::sqrt);
+    case UnOp::Sin: return fpi(llvm::Intrinsic::sin);
+    case UnOp::Cos: return fpi(llvm::Intrinsic::cos);
+    case UnOp::Floor: return fl ? fpi(llvm::Intrinsic::floor) : a;
+    case UnOp::Ceil: return fl ? fpi(llvm::Intrinsic::ceil) : a;
+    case UnOp::Round: return fl ? fpi(llvm::Intrinsic::roundeven) : a;
+    case UnOp::Tan: return libm("tanf", a);
+    case UnOp::Asin: return libm("asinf", a);
+    case UnOp::Acos: return libm("acosf", a);
+    case UnOp::Atan: return libm("atanf", a);
+    case UnOp::Sinh: return libm("sinhf", a);
+    case UnOp::Cosh: return libm("coshf", a);
+    case UnOp::Tanh: return libm("tanhf", a);
+    case UnOp::Asinh: return libm("asinhf", a);
+    case UnOp::Acosh: return libm("acoshf", a);
+    case UnOp::Atanh: return libm("atanhf", a);
+    case UnOp::Erf: return f32_vector(a) ? emit_erf_f32(b_, a) : libm("erff", a);
+    case UnOp::IsNaN: return fl ? is_nan(a) : b_.getFalse();
     case UnOp::IsInf:
       return fl ? b_.CreateFCmpOEQ(fpi(llvm::Intrinsic::fabs), llvm::ConstantFP::getInfinity(ty)) : b_.getFalse();
-    case UnOp::IsPosInf:
-      return fl ? b_.CreateFCmpOEQ(a, llvm::ConstantFP::getInfinity(ty)) : b_.getFalse();
-    case UnOp::IsNegInf:
-      return fl ? b_.CreateFCmpOEQ(a, llvm::ConstantFP::getInfinity(ty, true)) : b_.getFalse();
+    case UnOp::IsPosInf: return fl ? b_.CreateFCmpOEQ(a, llvm::ConstantFP::getInfinity(ty)) : b_.getFalse();
+    case UnOp::IsNegInf: return fl ? b_.CreateFCmpOEQ(a, llvm::ConstantFP::getInfinity(ty, true)) : b_.getFalse();
   }
   return nullptr;
 }
@@ -693,9 +624,7 @@ void Emitter::emit(const Stmt& s) {
       b_.CreateStore(to_memory(n->buffer->dtype, v), p);
       break;
     }
-    case StmtKind::For:
-      emit_for(as<ForNode>(s));
-      break;
+    case StmtKind::For: emit_for(as<ForNode>(s)); break;
     case StmtKind::IfThenElse: {
       auto n = as<IfThenElseNode>(s);
       auto* then_bb = llvm::BasicBlock::Create(ctx_, "then", fn_);
@@ -711,9 +640,7 @@ void Emitter::emit(const Stmt& s) {
       b_.SetInsertPoint(done);
       break;
     }
-    case StmtKind::Allocate:
-      emit_allocate(as<AllocateNode>(s));
-      break;
+    case StmtKind::Allocate: emit_allocate(as<AllocateNode>(s)); break;
     case StmtKind::TileMatmul:
       if (has_amx_for(as<TileMatmulNode>(s)->a.buffer->dtype))
         emit_amx_tile(as<TileMatmulNode>(s));
