@@ -34,6 +34,8 @@ case $case_name in
   missing_schedule) args=(run "$demo/model.onnx" --schedule "$tmp/none.schedule"); want=none.schedule ;;
   unknown_precision) args=(run "$demo/model.onnx" --precision fp8); want=fp8 ;;
   negative_top) args=(bench "$demo/model.onnx" --profile --top -3); want=--top ;;
+  unknown_layout) args=(run "$demo/model.onnx" --layout nhwc); want=nhwc ;;
+  unknown_winograd) args=(run "$demo/model.onnx" --winograd maybe); want=maybe ;;
   *) echo "cli_error_test.sh: unknown case '$case_name'"; exit 2 ;;
 esac
 

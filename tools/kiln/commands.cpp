@@ -46,8 +46,9 @@ const char* kRunHelp =
     "  --layout L          blocked (default): chains of f32 convolutions and the ops between them keep\n"
     "                      16 channels contiguous per pixel (NCHW16c), converted back at the chain's end;\n"
     "                      plain: every tensor in the model's own layout\n"
-    "  --winograd on|off   on (default): blocked 3x3 stride-1 convolutions over even planes by Winograd's\n"
-    "                      F(2x2, 3x3), 2.25x fewer multiplies; off: computed directly\n";
+    "  --winograd on|off   on (default, with --layout blocked): f32 3x3 convolutions at stride 1, padding 1\n"
+    "                      (49+ pixels, 32+ input channels) by Winograd's F(2x2, 3x3), 2.25x fewer\n"
+    "                      multiplies; off: computed directly\n";
 
 const char* kBenchHelp =
     "usage: kiln bench MODEL.onnx [--inputs DIR] [--shape NAME=DxDx..] [--threads N] [--iters K] [--warmup W] [--json]\n"
