@@ -111,25 +111,20 @@ Tensor conv_winograd(OpContext& ctx) {
       },
       name + "_vwinograd");
 
-  // The products' outputs by tile then output-channel block when one product's weights fit
-  // L1 (each tile row's transformed inputs are then read once), else by block then tile
-  // (each block's weights stay in L1 while every tile row passes).
-  bool tiles_outer = 16 * 16 * 4 * kb_count * cb_count <= 32 * 1024;
-  Shape m_shape = tiles_outer ? Shape{n, bands * 16, band_tiles, kb_count, kChannelBlock}
-                              : Shape{n, bands * 16, kb_count, band_tiles, kChannelBlock};
+  // The register tile takes 6 tiles x 16 output channels; the schedule keeps one block of
+  // weights in L1 while the band's tile rows pass.
   Tensor m = tir::compute(
-      m_shape,
+      {n, bands * 16, kb_count, band_tiles, kChannelBlock},
       [&](const std::vector<Var>& i) {
-        Expr kb = tiles_outer ? i[3] : i[2], t = tiles_outer ? i[2] : i[3];
         auto cb = tir::reduce_axis(cb_count, name + "_rcb"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
         return tir::sum(
-            v(Idx{i[0], i[1], cb.var, t, cl.var}) * u(Idx{floormod(Expr(i[1]), 16), kb, cb.var, cl.var, i[4]}),
+            v(Idx{i[0], i[1], cb.var, i[3], cl.var}) * u(Idx{floormod(Expr(i[1]), 16), i[2], cb.var, cl.var, i[4]}),
             {cb, cl});
       },
       name + "_mwinograd");
   auto m_at = [&](const Expr& b, const Expr& e, const Expr& kb, const Expr& tile, const Expr& l) {
     Expr be = floordiv(tile, band_tiles) * 16 + e, t = floormod(tile, band_tiles);
-    return tiles_outer ? m(Idx{b, be, t, kb, l}) : m(Idx{b, be, kb, t, l});
+    return m(Idx{b, be, kb, t, l});
   };
 
   // A^T = [1 1 1 0; 0 1 -1 -1]: output row a is m[a] + s(a) * (m[a + 1] + m[a + 2]).
