@@ -23,36 +23,56 @@ Plane blocked_plane(const OpContext& ctx, const Tensor& x) {
   return {channels, spatial[0], spatial[1]};
 }
 
+namespace {
+
+// Coordinates of a padded copy's element in the plane, clamped into it (so the guarded read
+// never leaves the buffer), and whether the element lies inside.
+struct PaddedAt {
+  Expr h, w, inside;
+};
+using PaddedSource = std::function<Expr(const std::vector<Var>& i, const PaddedAt& at)>;
+
+// A padded blocked copy [N, blocks, Hp, Wp, 16] of a plane: `source` where the element is
+// inside, `pad` elsewhere; read back in padded coordinates.
+BlockedRead padded_copy(int64_t batch, int64_t blocks, const Plane& p, const Window& win, const Expr& pad,
+                        const PaddedSource& source, const std::string& name, Tensor* keep) {
+  int64_t hp = p.height + win.pad_begin[0] + win.pad_end[0], wp = p.width + win.pad_begin[1] + win.pad_end[1];
+  *keep = tir::compute_materialized({batch, blocks, hp, wp, kChannelBlock}, [&](const std::vector<Var>& i) {
+    Expr h = Expr(i[2]) - win.pad_begin[0], w = Expr(i[3]) - win.pad_begin[1];
+    PaddedAt at{tir::max(0, tir::min(p.height - 1, h)), tir::max(0, tir::min(p.width - 1, w)),
+                tir::ge(h, 0) && tir::lt(h, p.height) && tir::ge(w, 0) && tir::lt(w, p.width)};
+    return source(i, at);
+  }, name);
+  Tensor padded = *keep;
+  return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(std::vector<Expr>{n, cb, h, w, l}); };
+}
+
+}  // namespace
+
 BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, const Expr& pad,
                            const std::string& name, Tensor* keep) {
   bool any = false;
   for (int d = 0; d < 2; ++d) any |= win.may_underflow(d) || win.may_overflow(d);
   if (!any)
     return [x, p](Expr n, Expr cb, Expr h, Expr w, Expr l) { return x(std::vector<Expr>{n, cb, h * p.width + w, l}); };
-  int64_t hp = p.height + win.pad_begin[0] + win.pad_end[0], wp = p.width + win.pad_begin[1] + win.pad_end[1];
-  *keep = tir::compute_materialized({x.dim(0), x.dim(1), hp, wp, kChannelBlock}, [&](const std::vector<Var>& i) {
-    Expr h = Expr(i[2]) - win.pad_begin[0], w = Expr(i[3]) - win.pad_begin[1];
-    Expr inside = tir::ge(h, 0) && tir::lt(h, p.height) && tir::ge(w, 0) && tir::lt(w, p.width);
-    Expr at = tir::max(0, tir::min(p.height - 1, h)) * p.width + tir::max(0, tir::min(p.width - 1, w));
-    return tir::select(inside, x(std::vector<Expr>{i[0], i[1], at, i[4]}), pad);
-  }, name);
-  Tensor padded = *keep;
-  return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(std::vector<Expr>{n, cb, h, w, l}); };
+  return padded_copy(x.dim(0), x.dim(1), p, win, pad, [&](const std::vector<Var>& i, const PaddedAt& at) {
+    return tir::select(at.inside, x(std::vector<Expr>{i[0], i[1], at.h * p.width + at.w, i[4]}), pad);
+  }, name, keep);
 }
 
 BlockedRead padded_blocked_from_plain(const Tensor& x, const Plane& p, const Window& win, const std::string& name,
                                       Tensor* keep) {
-  int64_t hp = p.height + win.pad_begin[0] + win.pad_end[0], wp = p.width + win.pad_begin[1] + win.pad_end[1];
+  Expr zero = tir::make_const(x.dtype(), 0);
   int64_t blocks = (p.channels + kChannelBlock - 1) / kChannelBlock;
-  *keep = tir::compute_materialized({x.dim(0), blocks, hp, wp, kChannelBlock}, [&](const std::vector<Var>& i) {
-    Expr h = Expr(i[2]) - win.pad_begin[0], w = Expr(i[3]) - win.pad_begin[1], c = Expr(i[1]) * kChannelBlock + i[4];
-    Expr inside = tir::ge(h, 0) && tir::lt(h, p.height) && tir::ge(w, 0) && tir::lt(w, p.width) && tir::lt(c, p.channels);
-    Expr at_h = tir::max(0, tir::min(p.height - 1, h)), at_w = tir::max(0, tir::min(p.width - 1, w));
-    return tir::select(inside, x(std::vector<Expr>{i[0], tir::min(c, p.channels - 1), at_h, at_w}),
-                       tir::make_const(x.dtype(), 0));
-  }, name);
-  Tensor padded = *keep;
-  return [padded](Expr n, Expr cb, Expr h, Expr w, Expr l) { return padded(std::vector<Expr>{n, cb, h, w, l}); };
+  return padded_copy(x.dim(0), blocks, p, win, zero, [&](const std::vector<Var>& i, const PaddedAt& at) {
+    Expr c = Expr(i[1]) * kChannelBlock + i[4];
+    return tir::select(at.inside && tir::lt(c, p.channels),
+                       x(std::vector<Expr>{i[0], tir::min(c, p.channels - 1), at.h, at.w}), zero);
+  }, name, keep);
+}
+
+Expr blocked_element(const Tensor& x, const Expr& n, const Expr& c, const Expr& h, const Expr& w, int64_t width) {
+  return x(std::vector<Expr>{n, floordiv(c, kChannelBlock), h * width + w, floormod(c, kChannelBlock)});
 }
 
 Expr tap(const Window& win, int d, const Expr& o, const Expr& k) { return o * win.strides[d] + k * win.dilations[d]; }
@@ -110,34 +130,41 @@ Tensor conv_blocked(OpContext& ctx) {
   int64_t out_pixels = win.out[0] * win.out[1];
   auto init = [&](const Expr& m) { return ctx.has_input(2) ? ctx.input(2)(m) : zero; };
 
-  if (!out_blocked && out_channels >= kChannelBlock) {
-    // Plain output from a blocked input: the products go to a blocked scratch, output channels
-    // padded to whole blocks with zero weights, with whole-vector stores, then one conversion
-    // where the epilogue fuses. Storing each pixel's channels lane by lane into the plain
-    // layout (H * W apart) cost more than the padded products: MobileNetV2's two 24-channel
-    // projections went from 0.35-0.37 and 0.24 ms to 0.22-0.26 and 0.16-0.18 ms (2 threads).
+  auto at = [&](const std::vector<Var>& i, int d) {
+    return d == 0 ? floordiv(Expr(i[2]), win.out[1]) : floormod(Expr(i[2]), win.out[1]);
+  };
+  if (in_blocked && !depthwise && (out_blocked || out_channels >= kChannelBlock)) {
+    // Products over whole blocks of output channels with whole-vector stores. A plain output
+    // takes them from a blocked scratch, its channels padded to whole blocks with zero weights,
+    // through one conversion where the epilogue fuses: storing each pixel's channels lane by
+    // lane into the plain layout (H * W apart) cost more than the padded products (MobileNetV2's
+    // two 24-channel projections went from 0.35-0.37 and 0.24 ms to 0.22-0.26 and 0.16-0.18 ms
+    // at 2 threads).
     int64_t blocks = (out_channels + kChannelBlock - 1) / kChannelBlock;
+    bool padded = blocks * kChannelBlock != out_channels;
     Tensor wb = tir::compute_materialized({blocks, cb_count, kh, kw, kChannelBlock, kChannelBlock},
                                           [&](const std::vector<Var>& i) {
       Expr k = Expr(i[0]) * kChannelBlock + i[5];
-      Expr v = w(Idx{tir::min(k, out_channels - 1), Expr(i[1]) * kChannelBlock + i[4], i[2], i[3]});
-      return tir::select(tir::lt(k, out_channels), v, zero);
+      Expr v = w(Idx{padded ? tir::min(k, out_channels - 1) : k, Expr(i[1]) * kChannelBlock + i[4], i[2], i[3]});
+      return padded ? tir::select(tir::lt(k, out_channels), v, zero) : v;
     }, name + "_wblocked");
-    Tensor acc = tir::compute({x.dim(0), blocks, out_pixels, kChannelBlock}, [&](const std::vector<Var>& i) {
-      auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
-           s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
-      Expr h = floordiv(Expr(i[2]), win.out[1]), col = floormod(Expr(i[2]), win.out[1]);
-      Expr xv = read_blocked(i[0], cb.var, tap(win, 0, h, r.var), tap(win, 1, col, s.var), cl.var);
-      return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], cb.var, r.var, s.var, cl.var, i[3]}), {cb, r, s, cl});
-    }, name + "_blocked");
+    auto products = [&](bool with_bias, const std::string& stage) {
+      return tir::compute({x.dim(0), blocks, out_pixels, kChannelBlock}, [&](const std::vector<Var>& i) {
+        auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
+             s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
+        Expr xv = read_blocked(i[0], cb.var, tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var), cl.var);
+        return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], cb.var, r.var, s.var, cl.var, i[3]}), {cb, r, s, cl},
+                           with_bias ? init(Expr(i[1]) * kChannelBlock + i[3]) : zero);
+      }, stage);
+    };
+    if (out_blocked) return products(true, name);
+    Tensor acc = products(false, name + "_blocked");
     return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
-      Expr v = acc(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * win.out[1] + i[3],
-                       floormod(Expr(i[1]), kChannelBlock)});
-      return ctx.has_input(2) ? v + ctx.input(2)(i[1]) : v;
+      return blocked_element(acc, i[0], i[1], i[2], i[3], win.out[1]) + init(i[1]);
     }, name);
   }
   if (!out_blocked) {
-    // Plain output from a blocked input (too few output channels to block).
+    // Plain output from a blocked input, fewer than 16 channels: one reduction per element.
     return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
       auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
            s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
@@ -147,9 +174,6 @@ Tensor conv_blocked(OpContext& ctx) {
     }, name);
   }
   Shape out{x.dim(0), out_channels / kChannelBlock, out_pixels, kChannelBlock};
-  auto at = [&](const std::vector<Var>& i, int d) {
-    return d == 0 ? floordiv(Expr(i[2]), win.out[1]) : floormod(Expr(i[2]), win.out[1]);
-  };
   if (depthwise) {
     Tensor wd = tir::compute_materialized({out_channels / kChannelBlock, kh, kw, kChannelBlock}, [&](const std::vector<Var>& i) {
       return w(Idx{Expr(i[0]) * kChannelBlock + i[3], 0, i[1], i[2]});
@@ -158,19 +182,6 @@ Tensor conv_blocked(OpContext& ctx) {
       auto r = tir::reduce_axis(kh, name + "_rk0"), s = tir::reduce_axis(kw, name + "_rk1");
       Expr xv = read_blocked(i[0], i[1], tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var), i[3]);
       return tir::reduce(tir::ReduceOp::Sum, xv * wd(Idx{i[1], r.var, s.var, i[3]}), {r, s},
-                         init(Expr(i[1]) * kChannelBlock + i[3]));
-    }, name);
-  }
-  if (in_blocked) {
-    Tensor wb = tir::compute_materialized({out_channels / kChannelBlock, cb_count, kh, kw, kChannelBlock, kChannelBlock},
-                                          [&](const std::vector<Var>& i) {
-      return w(Idx{Expr(i[0]) * kChannelBlock + i[5], Expr(i[1]) * kChannelBlock + i[4], i[2], i[3]});
-    }, name + "_wblocked");
-    return tir::compute(out, [&](const std::vector<Var>& i) {
-      auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
-           s = tir::reduce_axis(kw, name + "_rk1"), cl = tir::reduce_axis(kChannelBlock, name + "_rcl");
-      Expr xv = read_blocked(i[0], cb.var, tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var), cl.var);
-      return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], cb.var, r.var, s.var, cl.var, i[3]}), {cb, r, s, cl},
                          init(Expr(i[1]) * kChannelBlock + i[3]));
     }, name);
   }
@@ -226,7 +237,7 @@ Tensor from_blocked(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   Plane p = blocked_plane(ctx, x);
   return tir::compute({x.dim(0), p.channels, p.height, p.width}, [&](const std::vector<Var>& i) {
-    return x(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * p.width + i[3], floormod(Expr(i[1]), kChannelBlock)});
+    return blocked_element(x, i[0], i[1], i[2], i[3], p.width);
   }, ctx.out_name());
 }
 

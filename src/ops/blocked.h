@@ -26,6 +26,9 @@ BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, c
 BlockedRead padded_blocked_from_plain(const Tensor& x, const Plane& p, const Window& win, const std::string& name,
                                       Tensor* keep);
 
+// Element (n, c, h, w) of a blocked tensor whose rows are `width` pixels wide.
+Expr blocked_element(const Tensor& x, const Expr& n, const Expr& c, const Expr& h, const Expr& w, int64_t width);
+
 // Input coordinate (padded) of output position o at tap k along axis d.
 Expr tap(const Window& win, int d, const Expr& o, const Expr& k);
 

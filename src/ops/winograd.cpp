@@ -147,9 +147,7 @@ Tensor conv_winograd(OpContext& ctx) {
   return tir::compute(
       {n, out_channels, p.height, p.width},
       [&](const std::vector<Var>& i) {
-        return y(Idx{i[0], floordiv(Expr(i[1]), kChannelBlock), Expr(i[2]) * p.width + i[3],
-                     floormod(Expr(i[1]), kChannelBlock)}) +
-               bias(i[1]);
+        return blocked_element(y, i[0], i[1], i[2], i[3], p.width) + bias(i[1]);
       },
       name);
 }
