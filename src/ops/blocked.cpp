@@ -63,7 +63,7 @@ BlockedRead padded_blocked(const Tensor& x, const Plane& p, const Window& win, c
 BlockedRead padded_blocked_from_plain(const Tensor& x, const Plane& p, const Window& win, const std::string& name,
                                       Tensor* keep) {
   Expr zero = tir::make_const(x.dtype(), 0);
-  int64_t blocks = (p.channels + kChannelBlock - 1) / kChannelBlock;
+  int64_t blocks = channel_blocks(p.channels);
   return padded_copy(x.dim(0), blocks, p, win, zero, [&](const std::vector<Var>& i, const PaddedAt& at) {
     Expr c = Expr(i[1]) * kChannelBlock + i[4];
     return tir::select(at.inside && tir::lt(c, p.channels),
@@ -140,7 +140,7 @@ Tensor conv_blocked(OpContext& ctx) {
     // lane into the plain layout (H * W apart) cost more than the padded products (MobileNetV2's
     // two 24-channel projections went from 0.35-0.37 and 0.24 ms to 0.22-0.26 and 0.16-0.18 ms
     // at 2 threads).
-    int64_t blocks = (out_channels + kChannelBlock - 1) / kChannelBlock;
+    int64_t blocks = channel_blocks(out_channels);
     bool padded = blocks * kChannelBlock != out_channels;
     Tensor wb = tir::compute_materialized({blocks, cb_count, kh, kw, kChannelBlock, kChannelBlock},
                                           [&](const std::vector<Var>& i) {

@@ -6,6 +6,8 @@
 namespace kiln::ops {
 
 constexpr int64_t kChannelBlock = 16;
+// Blocks holding `channels` channels (the last one padded when they do not fill it).
+constexpr int64_t channel_blocks(int64_t channels) { return (channels + kChannelBlock - 1) / kChannelBlock; }
 
 // Channels and spatial extents of a blocked input (attributes `channels` and `spatial`),
 // checked against its shape.

@@ -1,15 +1,17 @@
-// kiln.ConvWinograd(x, w[, b]): a 3x3 convolution (stride 1, padding 1, group 1) on the
-// channel-blocked layout, computed with Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray,
+// kiln.ConvWinograd(x, w[, b]): a 3x3 convolution (stride 1, padding 1, group 1), its input and
+// output each blocked or plain (attributes `blocked_in` / `blocked_out`, as kiln.ConvBlocked),
+// computed with Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray,
 // "Fast Algorithms for Convolutional Neural Networks", 2016). Each 2x2 block of outputs (a
 // tile) comes from the 4x4 input patch d around it:
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A
 // so the 16 elementwise products per tile and channel pair replace 36 multiplies: the 16
 // products summed over input channels are 16 independent matrix products [tiles x C] x [C x K],
 // which take the blocked convolution's register-tiled schedule. Four stages:
-//   U[e, K/16, C/16, 16, 16] = G g G^T    weights, a constant-only stage filled at compile time
+//   U[e, K/16, C/16, 16, 16]       = G g G^T    weights, a constant stage filled at compile time
 //   V[N, 16 band + e, C/16, T, 16] = B^T d B    input transform, per run (T tiles per band)
 //   M[N, 16 band + e, K/16, T, 16] = sum_c V U  the 16 products (e = 4 xi + nu)
-//   y[N, K/16, H*W, 16]      = A^T M A    output transform, where epilogues fuse
+//   y[N, K/16, H*W, 16]            = A^T M A    output transform, where epilogues fuse
+// (a plain input is first copied into the padded blocked layout, a plain output converted from y).
 // B^T, G and A^T have entries 0, +-1 and +-1/2: each transform is a few adds, written out below
 // rather than as products with constant matrices. Its transforms only add and halve, so it
 // rounds about as a direct sum does; F(4x4, 3x3) would save more multiplies but its
@@ -25,7 +27,6 @@ using Idx = std::vector<Expr>;
 
 Expr f32(double v) { return tir::make_const(DType::F32, v); }
 Expr sign(const Expr& positive) { return tir::select(positive, f32(1), f32(-1)); }
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Rows of B^T: row xi is d[first(xi)] + s(xi) * d[second(xi)], with
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
@@ -64,8 +65,7 @@ Tensor conv_winograd(OpContext& ctx) {
   std::string name = ctx.out_name();
   // Channel counts that do not fill blocks (plain input or output) are padded with zero
   // weights; the padded lanes of the products are never stored.
-  int64_t n = x.dim(0), cb_count = ceil_div(p.channels, kChannelBlock),
-          kb_count = ceil_div(out_channels, kChannelBlock);
+  int64_t n = x.dim(0), cb_count = channel_blocks(p.channels), kb_count = channel_blocks(out_channels);
   int64_t tiles_w = (p.width + 1) / 2, tiles = (p.height + 1) / 2 * tiles_w;
   for (int d = 0; d < 2; ++d) win.pad_end[d] += win.in[d] % 2;
   auto xi_of = [](const Expr& e) { return floordiv(e, 4); };
