@@ -74,14 +74,14 @@ class Emitter {
   std::pair<llvm::Value*, llvm::Value*> unify(llvm::Value* a, llvm::Value* b);
   llvm::Value* splat_like(llvm::Value* like, llvm::Value* v);
 
-  // Coefficient of the vectorized variable in an index expression; false when not affine.
-  bool lane_stride(const Expr& e, int64_t* c);
+  // Coefficient of j in an index expression when the vectorized variable runs as
+  // v = period * j + r for a fixed r (period 1: its own coefficient); false when not affine.
+  // floordiv / floormod by a divisor of their operand's coefficient are affine too: with
+  // period 2, x / 2 and x % 2 of an interleave.
+  bool lane_stride(const Expr& e, int64_t* c, int64_t period = 1);
   bool uses_lane(const Expr& e);
-  // Like lane_stride, with the vectorized variable running as v = period * j + r for a fixed r:
-  // the coefficient of j. Also affine: floordiv / floormod by a divisor of the coefficient
-  // (x / 2 and x % 2 of an interleave, where lane_stride sees no stride at all).
-  bool phase_stride(const Expr& e, int64_t period, int64_t* c);
-  int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine);
+  // The same for an element of `buf`, in elements; `*affine` false when some index is not.
+  int64_t flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine, int64_t period = 1);
   // Pointer to lane 0's element: the indices with the vectorized variable at its first value.
   llvm::Value* lane0_ptr(const Buffer& buf, const std::vector<Expr>& idx);
   llvm::VectorType* vec_of(llvm::Type* t);

@@ -169,48 +169,11 @@ llvm::Value* Emitter::splat_like(llvm::Value* like, llvm::Value* v) {
   return like->getType()->isVectorTy() && !v->getType()->isVectorTy() ? b_.CreateVectorSplat(lanes_, v) : v;
 }
 
-bool Emitter::lane_stride(const Expr& e, int64_t* c) {
-  switch (e.kind()) {
-    case ExprKind::IntImm: *c = 0; return true;
-    case ExprKind::Var: *c = e.as<VarNode>() == vec_var_ ? 1 : 0; return true;
-    case ExprKind::Cast: return e.dtype() == DType::I64 && lane_stride(e.as<CastNode>()->a, c);
-    case ExprKind::Binary: {
-      auto n = e.as<BinaryNode>();
-      int64_t ca, cb, k;
-      if (!lane_stride(n->a, &ca) || !lane_stride(n->b, &cb)) return uses_lane(e) ? false : (*c = 0, true);
-      if (n->op == BinOp::Add) {
-        *c = ca + cb;
-        return true;
-      }
-      if (n->op == BinOp::Sub) {
-        *c = ca - cb;
-        return true;
-      }
-      if (n->op == BinOp::Mul) {
-        if (is_const_int(n->a, &k)) {
-          *c = k * cb;
-          return true;
-        }
-        if (is_const_int(n->b, &k)) {
-          *c = ca * k;
-          return true;
-        }
-      }
-      if (ca == 0 && cb == 0) {
-        *c = 0;
-        return true;
-      }
-      return false;
-    }
-    default: *c = 0; return !uses_lane(e);
-  }
-}
-
-bool Emitter::phase_stride(const Expr& e, int64_t period, int64_t* c) {
+bool Emitter::lane_stride(const Expr& e, int64_t* c, int64_t period) {
   switch (e.kind()) {
     case ExprKind::IntImm: *c = 0; return true;
     case ExprKind::Var: *c = e.as<VarNode>() == vec_var_ ? period : 0; return true;
-    case ExprKind::Cast: return e.dtype() == DType::I64 && phase_stride(e.as<CastNode>()->a, period, c);
+    case ExprKind::Cast: return e.dtype() == DType::I64 && lane_stride(e.as<CastNode>()->a, c, period);
     case ExprKind::Binary: {
       auto n = e.as<BinaryNode>();
       int64_t ca, cb, k;
@@ -221,11 +184,11 @@ bool Emitter::phase_stride(const Expr& e, int64_t period, int64_t* c) {
       if (n->op == BinOp::FloorDiv || n->op == BinOp::FloorMod) {
         // floordiv(ca j + x0, d) = (ca / d) j + floordiv(x0, d) when d divides ca; the
         // remainder then does not move with j.
-        if (!is_const_int(n->b, &k) || k <= 0 || !phase_stride(n->a, period, &ca) || ca % k) return false;
+        if (!is_const_int(n->b, &k) || k <= 0 || !lane_stride(n->a, &ca, period) || ca % k) return false;
         *c = n->op == BinOp::FloorDiv ? ca / k : 0;
         return true;
       }
-      if (!phase_stride(n->a, period, &ca) || !phase_stride(n->b, period, &cb)) return false;
+      if (!lane_stride(n->a, &ca, period) || !lane_stride(n->b, &cb, period)) return false;
       if (n->op == BinOp::Add) return *c = ca + cb, true;
       if (n->op == BinOp::Sub) return *c = ca - cb, true;
       if (n->op == BinOp::Mul && is_const_int(n->a, &k)) return *c = k * cb, true;
@@ -242,7 +205,7 @@ bool Emitter::uses_lane(const Expr& e) {
   return used;
 }
 
-int64_t Emitter::flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine) {
+int64_t Emitter::flat_lane_stride(const Buffer& buf, const std::vector<Expr>& idx_in, bool* affine, int64_t period) {
   // Fused-loop index pairs (x / k, x % k) merged into x (tir/affine.h): affine in x, so
   // vector accesses along a fused axis stay contiguous.
   Shape shape;
@@ -251,7 +214,7 @@ int64_t Emitter::flat_lane_stride(const Buffer& buf, const std::vector<Expr>& id
   *affine = true;
   for (int d = int(idx.size()) - 1; d >= 0; --d) {
     int64_t c;
-    if (!lane_stride(idx[d], &c)) {
+    if (!lane_stride(idx[d], &c, period)) {
       *affine = false;
       return 0;
     }
@@ -301,17 +264,8 @@ llvm::Value* Emitter::interleaved_load(const LoadNode* n, llvm::Type* et) {
   constexpr int64_t kPhases = 2;
   auto* lane0 = llvm::dyn_cast<llvm::ConstantInt>(vars_.at(vec_var_));
   if (!lane0 || lane0->getSExtValue() % kPhases || lanes_ % kPhases) return nullptr;
-  // Flat stride along j of each phase (the indices' strides along j times the buffer's).
-  Shape shape;
-  std::vector<Expr> idx = merge_index_pairs(n->indices, n->buffer->shape, &shape);
-  int64_t total = 0, stride = 1;
-  for (int d = int(idx.size()) - 1; d >= 0; --d) {
-    int64_t c;
-    if (!phase_stride(idx[d], kPhases, &c)) return nullptr;
-    total += c * stride;
-    stride *= shape[d];
-  }
-  if (total != 1) return nullptr;
+  bool affine;
+  if (flat_lane_stride(n->buffer, n->indices, &affine, kPhases) != 1 || !affine) return nullptr;
   // One contiguous load per phase from the element of its first lane, then the lanes interleaved.
   const VarNode* v = vec_var_;
   std::vector<llvm::Value*> phases;
