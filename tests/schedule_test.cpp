@@ -179,3 +179,30 @@ TEST(ReductionSchedule, ChannelVectorsOnlyOverConstantWeights) {
       ASSERT_NEAR(O[c * 7 + p], want, 1e-4) << c << ", " << p;
     }
 }
+
+// Row sums and maxima over two reduction axes, the inner one contiguous (5 x 75: 75 = 4 x 16
+// terms in two vectors of lanes + an 11-term tail): partial results in lanes, folded after the loop.
+// The sum is reassociated, so it is checked within rounding; the max exactly.
+TEST(ReductionSchedule, InnermostReductionsInVectorLanes) {
+  Tensor x = placeholder({3, 5, 75}, DType::F32, "x");
+  IterVar a = reduce_axis(5, "a"), b = reduce_axis(75, "b"), a2 = reduce_axis(5, "a2"), b2 = reduce_axis(75, "b2");
+  Tensor s = compute({3}, [&](const std::vector<Var>& i) { return sum(x(i[0], a.var, b.var), {a, b}); }, "s");
+  Tensor m = compute({3}, [&](const std::vector<Var>& i) { return reduce_max(x(i[0], a2.var, b2.var), {a2, b2}); }, "m");
+  PrimFunc f = lower("rows", {x}, {s, m}, VectorTarget{32, 16});
+  std::string ir = to_string(f);
+  EXPECT_NE(ir.find("s_lanes: f32[16]"), std::string::npos) << ir;
+  EXPECT_NE(ir.find("m_lanes: f32[16]"), std::string::npos) << ir;
+  EXPECT_NE(ir.find("vectorized b_l"), std::string::npos) << ir;
+  std::vector<float> X = test_data(3 * 5 * 75, 9), S(3), M(3);
+  run(f, {X.data(), S.data(), M.data()});
+  for (int r = 0; r < 3; ++r) {
+    double want = 0;
+    float top = -INFINITY;
+    for (int t = 0; t < 5 * 75; ++t) {
+      want += X[r * 375 + t];
+      top = std::max(top, X[r * 375 + t]);
+    }
+    EXPECT_NEAR(S[r], want, 1e-5 * 375) << r;
+    EXPECT_EQ(M[r], top) << r;
+  }
+}
