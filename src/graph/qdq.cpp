@@ -1,4 +1,5 @@
 #include "graph/qdq.h"
+#include "graph/uses.h"
 
 #include <cmath>
 #include <optional>
@@ -8,39 +9,10 @@ namespace kiln::graph {
 
 namespace {
 
-struct Uses {
-  std::map<std::string, const Node*> producer;
-  std::map<std::string, std::vector<const Node*>> readers;
-  std::set<std::string> outputs;
-
-  explicit Uses(const Graph& g) : outputs(g.outputs.begin(), g.outputs.end()) {
-    for (auto& n : g.nodes) {
-      for (auto& o : n.outputs) producer[o] = &n;
-      for (auto& i : n.inputs) readers[i].push_back(&n);
-      // Values read inside subgraphs have readers this pass does not see: never fuse them.
-      for (auto& kv : n.attrs)
-        if (kv.second.graph) opaque = true;
-    }
-  }
-  bool opaque = false;
-
-  const Node* made_by(const std::string& value, const char* op) const {
-    auto it = producer.find(value);
-    if (it == producer.end() || it->second->op_type != op || !it->second->domain.empty()) return nullptr;
-    return it->second;
-  }
-  // The single reader of `value`, when it is a QuantizeLinear and `value` is not an output.
-  const Node* only_quantizer(const std::string& value) const {
-    auto it = readers.find(value);
-    if (outputs.count(value) || it == readers.end() || it->second.size() != 1) return nullptr;
-    const Node* q = it->second[0];
-    return q->op_type == "QuantizeLinear" && q->domain.empty() && q->inputs.size() == 3 ? q : nullptr;
-  }
-};
-
-const HostTensor* constant(const Graph& g, const std::string& name) {
-  if (name.empty() || !g.has_value(name)) return nullptr;
-  return g.value(name).constant.get();
+// The single reader of `value`, when it is a QuantizeLinear and `value` is not an output.
+const Node* only_quantizer(const Uses& u, const std::string& value) {
+  const Node* q = u.only_reader(value);
+  return q && q->op_type == "QuantizeLinear" && q->domain.empty() && q->inputs.size() == 3 ? q : nullptr;
 }
 
 bool is_8bit(const HostTensor* t) { return t && (t->dtype == DType::U8 || t->dtype == DType::I8); }
@@ -99,7 +71,7 @@ struct QuantizedProduct {
 std::optional<QuantizedProduct> quantized_product(const Graph& g, const Uses& u, const Node& n) {
   if (n.inputs.size() < 2) return std::nullopt;
   QuantizedProduct p{u.made_by(n.inputs[0], "DequantizeLinear"), u.made_by(n.inputs[1], "DequantizeLinear"),
-                     u.only_quantizer(n.outputs[0])};
+                     only_quantizer(u, n.outputs[0])};
   if (!p.a || !p.b || !p.q || !quantized_operand(g, p.a)) return std::nullopt;
   if (!per_tensor(constant(g, p.q->inputs[1])) || !is_8bit(constant(g, p.q->inputs[2]))) return std::nullopt;
   return p;
@@ -201,7 +173,7 @@ Graph fuse_quantized_products(Graph g) {
       out.push_back(n);
       continue;
     }
-    absorbed.insert(u.only_quantizer(n.outputs[0]));
+    absorbed.insert(only_quantizer(u, n.outputs[0]));
     out.push_back(std::move(*f));
   }
   g.nodes = std::move(out);

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <set>
 
+#include "graph/gelu.h"
 #include "graph/passes.h"
 #include "graph/precision.h"
 #include "graph/qdq.h"
@@ -133,6 +134,7 @@ class Compiler {
     check_supported(g);
     g = pass("canonicalize", [&] { return graph::canonicalize(std::move(g)); });
     g = pass("qdq", [&] { return graph::fuse_quantized_products(std::move(g)); });
+    g = pass("gelu", [&] { return graph::fuse_gelu(std::move(g)); });
     for (auto& kv : opts_.input_values)
       if (std::find(g.inputs.begin(), g.inputs.end(), kv.first) == g.inputs.end())
         fail(path, ": a value is given for '", kv.first, "', which is not a graph input");
