@@ -377,6 +377,34 @@ Blocking plan_blocking(const ReduceNode* r, const Buffer& dst, size_t vi, size_t
   return b;
 }
 
+// Rows of a tiled reduction in segments of equal tiles: ri-row tiles, then what is left. A tile
+// needs about 8 accumulator vectors to cover the FMA's latency (4 cycles, 2 a cycle), so a
+// remainder too short for that takes one ri-row tile with it and the two split evenly: 128
+// rows with 2-vector tiles = 20 x 6 + 2 x 4 instead of 21 x 6 + 2 (a 2-row tile at half
+// rate); a 7 x 7 convolution output, 49 = 7 x 6 + 4 + 3 instead of 8 x 6 + 1.
+struct RowSegment {
+  Range rows;
+  int64_t tile_rows;
+};
+
+std::vector<RowSegment> row_segments(int64_t rows, int64_t ri, int64_t vectors) {
+  int64_t full_rate_rows = std::min(ri, (8 + vectors - 1) / vectors);
+  int64_t main = rows / ri * ri, rest = rows - main;
+  if (rest > 0 && rest < full_rate_rows && main >= ri) {
+    main -= ri;
+    rest += ri;
+  }
+  std::vector<RowSegment> segs;
+  if (main > 0) segs.push_back({{0, main}, ri});
+  int64_t a = rest > ri ? (rest + 1) / 2 : rest, b = rest - a;
+  if (a > 0 && a == b) segs.push_back({{main, rows}, a});
+  else {
+    if (a > 0) segs.push_back({{main, main + a}, a});
+    if (b > 0) segs.push_back({{main + a, rows}, b});
+  }
+  return segs;
+}
+
 // Loads of the body that vary along the vector axis `inner` but not along `axis`: blocking
 // `axis` lets one vector load of each serve every row of the tile.
 int shared_vector_loads(const Expr& body, const Var& axis, const Var& inner) {
@@ -579,26 +607,23 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   if (!plan) return rows_or_scalar(n, full, lanes);
   size_t vi = plan->vi, bi = plan->bi;
   int64_t ri = plan->ri, width = shape[vi], rows = shape[bi];
-  int64_t i_main = rows / ri * ri, j = 0;
+  int64_t j = 0;
 
   // Column bands: full-width tiles, then one-vector tiles for what is left (28 = 16 + 8 + 4),
-  // then plain rows for the last columns. Rows beyond a multiple of ri take a shorter tile.
+  // then plain rows for the last columns. Rows beyond a multiple of ri take shorter tiles.
   std::vector<Stmt> parts;
   for (int64_t band : {plan->vj, lanes}) {
     int64_t j_end = j + (width - j) / band * band;
     if (j_end == j) continue;
     Panels panels = make_panels(n, vi, {j, j_end}, band);
+    Blocking blocking = plan_blocking(r, dst, vi, last, (j_end - j) / band, band, rows);
     std::vector<Stmt> tiles;
     std::vector<Range> t = full;
     t[vi] = {j, j_end};
-    t[bi] = {0, i_main};
-    if (i_main > 0)
-      tiles.push_back(tiled_reduction(n, t, bi, vi, ri, band, lanes, panels,
-                                      plan_blocking(r, dst, vi, last, (j_end - j) / band, band, rows)));
-    t[bi] = {i_main, rows};
-    if (rows > i_main)
-      tiles.push_back(tiled_reduction(n, t, bi, vi, rows - i_main, band, lanes, panels,
-                                      plan_blocking(r, dst, vi, last, (j_end - j) / band, band, rows)));
+    for (auto& seg : row_segments(rows, ri, band / lanes)) {
+      t[bi] = seg.rows;
+      tiles.push_back(tiled_reduction(n, t, bi, vi, seg.tile_rows, band, lanes, panels, blocking));
+    }
     Stmt s = make_seq(tiles);
     parts.push_back(panels.packed ? make_allocate(panels.packed, make_seq({panels.fill, s})) : s);
     j = j_end;
