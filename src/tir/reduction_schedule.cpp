@@ -185,6 +185,13 @@ bool vector_sum(const ReduceNode* r) {
   return r->op == ReduceOp::Sum && (r->dtype == DType::F32 || r->dtype == DType::I32);
 }
 
+// Reductions whose tiles keep their results in 32-bit vector registers: those sums, and
+// maxima and minima (pools) of the same types.
+bool register_tiled(const ReduceNode* r) {
+  return vector_sum(r) ||
+         ((r->op == ReduceOp::Max || r->op == ReduceOp::Min) && (r->dtype == DType::F32 || r->dtype == DType::I32));
+}
+
 constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
 
 // A load the tile can pack: it varies along the vector axis `vi` and the reduction only (so
@@ -562,16 +569,16 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
     f.back() = {0, s.back()};
     return true;
   };
-  if (vector_sum(r)) fuse(n, shape, full, false);
+  if (register_tiled(r)) fuse(n, shape, full, false);
   r = n.r;
 
-  // Register tiles: f32 sums (FMA) or i32 sums (quantized products) over at least a vector
-  // of outputs along a vector axis.
+  // Register tiles: f32 sums (FMA), i32 sums (quantized products), maxima and minima (pools)
+  // over at least a vector of outputs along a vector axis.
   // The tile takes ri * vj / lanes accumulator registers, leaving a few for operands:
   // 6 x 4 vectors with 32 registers (AVX-512), 6 x 2 with 16 (AVX2).
   int64_t terms = 1;
   for (auto& a : r->axes) terms *= a.extent;
-  if (!vector_sum(r) || terms < 4) return rows_or_scalar(n, full, lanes);
+  if (!register_tiled(r) || terms < 4) return rows_or_scalar(n, full, lanes);
   int64_t max_vectors = target.vector_registers >= 32 ? 4 : 2;
   auto best_plan = [&](const Nest& nest, const Shape& s, bool innermost_allowed) {
     std::optional<TilePlan> best;
