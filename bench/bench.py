@@ -34,7 +34,7 @@ class Mode:
     """How long and how much to measure; --quick trades statistics for a run of a few minutes."""
     quick: bool
     threads: tuple = (1, 2)
-    rounds: int = 3            # kiln/ORT alternations per (model, threads)
+    rounds: int = 5            # kiln/ORT alternations per (model, threads)
     kiln_budget_s: float = 2.0  # timed kiln runs per round (at least kiln_min_iters)
     kiln_min_iters: int = 3
     ort_budget_s: float = 1.0
