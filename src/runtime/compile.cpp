@@ -506,7 +506,10 @@ class Compiler {
   // it uses, made by a kernel with that single output, and every output of `n` is elementwise
   // (no reduction), `n` is converted again over the producer's tensor instead of a
   // placeholder; the producer's kernel is dropped and the new kernel computes both (the
-  // producer's result is inlined, or the consumer becomes a reduction's epilogue).
+  // producer's result is inlined, or the consumer becomes a reduction's epilogue). A Reduce*
+  // node, which reads each input element once, likewise takes in a wholly elementwise
+  // producer, inlined into its terms (LayerNorm's squares: Pow then ReduceMean), so the
+  // producer's tensor is never stored. Other reductions (a Conv's window) would recompute it.
   // Returns the fused producer's description ("node 'a' (Conv) + "), or "" when nothing fused.
   std::string fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
                                  const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
@@ -519,11 +522,13 @@ class Compiler {
         if (reduces(in)) return true;
       return false;
     };
+    bool reads_once = n.domain.empty() && n.op_type.rfind("Reduce", 0) == 0;
     for (auto& o : outs)
-      if (!o.op() || reduces(o)) return "";
+      if (!o.op() || (reduces(o) && !reads_once)) return "";
     for (size_t i = 0; i < ins.size(); ++i) {
       auto it = ins[i].defined() ? producers_.find(n.inputs[i]) : producers_.end();
       if (it == producers_.end() || uses_[n.inputs[i]] != 1) continue;
+      if (reads_once && reduces(it->second.out)) continue;
       Producer p = it->second;
       producers_.erase(it);
       std::vector<tir::Tensor> fused_ins = ins;
