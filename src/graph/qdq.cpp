@@ -1,9 +1,10 @@
 #include "graph/qdq.h"
-#include "graph/uses.h"
 
 #include <cmath>
 #include <optional>
 #include <set>
+
+#include "graph/uses.h"
 
 namespace kiln::graph {
 
