@@ -82,7 +82,11 @@ def kiln_json(kiln, model, threads, inputs, est_ms, extra=()):
     cmd = [kiln, "bench", model, "--threads", str(threads), "--iters", str(iters), "--warmup", "1", "--json", *extra]
     if inputs:
         cmd += ["--inputs", inputs]
-    return bench.json.loads(bench.run_cmd(cmd, timeout=1800).strip().splitlines()[-1])
+    try:
+        return bench.json.loads(bench.run_cmd(cmd, timeout=1800).strip().splitlines()[-1])
+    except bench.BenchError as e:  # reported in the table as failed, the other rows still measured
+        log(f"FAILED: {' '.join(cmd[1:3] + list(extra))}: {e}")
+        return {"median_ms": None, "min_ms": None, "error": str(e)}
 
 
 def output_steps(model, kiln, inputs, sess, feeds):
@@ -128,57 +132,97 @@ def models_table(kiln, models_dir, names, threads_list):
             k16 = kiln_json(kiln, fp32, threads, None, ort32, ["--precision", "bf16"])
             ort8, qsess = ort_ms(q, feeds, threads)
             k8 = kiln_json(kiln, q, threads, inputs, ort8)
-            steps = output_steps(q, kiln, inputs, qsess, feeds) if threads == threads_list[0] else None
+            steps = None
+            if threads == threads_list[0] and k8["median_ms"] is not None:
+                try:
+                    steps = output_steps(q, kiln, inputs, qsess, feeds)
+                except bench.BenchError as e:
+                    log(f"FAILED: kiln run {q}: {e}")
             rows.append(dict(model=name, threads=threads, ort32=ort32, kiln32=k32["median_ms"], kiln16=k16["median_ms"],
                              err_abs=k16.get("max_abs_err"), err_rel=k16.get("max_rel_err"),
                              top1=f'{k16.get("top1_agree")}/{k16.get("top1_total")}' if k16.get("top1_total") else "-",
                              ort8=ort8, kiln8=k8["median_ms"], steps=steps))
+            log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()))
     return rows
 
 
-def write_gemm_model(path, m, n, k):
+def write_gemm_model(path, m, n, k, prec):
+    """One-node GEMM with a constant B: MatMulInteger u8 x s8 -> s32 for int8, else an f32 MatMul
+    (kiln runs it in bf16 with --precision bf16)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(1)
-    b = numpy_helper.from_array(rng.integers(-8, 8, (k, n)).astype(np.int8), "b")
-    node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
-                          [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])], [b])
+    if prec == "int8":
+        b = numpy_helper.from_array(rng.integers(-8, 8, (k, n)).astype(np.int8), "b")
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+    else:
+        b = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "b")
+        node = helper.make_node("MatMul", ["a", "b"], ["y"])
+        a_type = y_type = TensorProto.FLOAT
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", a_type, [m, k])],
+                          [helper.make_tensor_value_info("y", y_type, [m, n])], [b])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     os.makedirs(os.path.dirname(path), exist_ok=True)
     onnx.save(model, path)
 
 
-def gemm_table(kiln, anchors, work, threads_list):
+# precision -> (oneDNN data type of `dnnl_bench matmul`, kiln flags, model file prefix)
+GEMM_KINDS = {"bf16": ("bf16", ["--precision", "bf16"], "f32_gemm"), "int8": ("s8", [], "int8_gemm"),
+              "fp32": ("f32", [], "f32_gemm")}
+
+
+def gemm_table(kiln, anchors, work, threads_list, precisions):
     rows = []
-    dnnl = {}  # (shape, threads) -> best ms
-    for threads in threads_list:
-        try:
-            out = bench.run_cmd([os.path.join(anchors, "dnnl_bench"), "matmul", "s8", "any"],
-                                env=dict(os.environ, OMP_NUM_THREADS=str(threads)), timeout=1200)
-        except bench.BenchError as e:
-            log(f"oneDNN int8: {e}")
-            out = ""
-        for line in out.splitlines():
-            f = line.split(",")
-            if line.startswith("RES,") and len(f) > 9:
-                dnnl[(f[4], int(f[5]))] = float(f[8])
-    for (m, n, k) in GEMMS:
-        path = os.path.join(work, f"int8_gemm_{m}x{n}x{k}", "model.onnx")
-        if not os.path.exists(path):
-            write_gemm_model(path, m, n, k)
+    for prec in precisions:
+        dnnl_type, flags, prefix = GEMM_KINDS[prec]
+        dnnl = {}  # (shape, threads) -> best ms
         for threads in threads_list:
-            log(f"int8 GEMM {m}x{n}x{k} {threads}T")
-            r = bench.json.loads(bench.run_cmd([kiln, "bench", path, "--threads", str(threads), "--iters", "5",
-                                                "--warmup", "1", "--json"], timeout=1800).strip().splitlines()[-1])
-            rows.append(dict(shape=f"{m}x{n}x{k}", threads=threads, kiln=r["min_ms"],
-                             dnnl=dnnl.get((f"{m}x{n}x{k}", threads)), gop=2.0 * m * n * k / 1e9))
+            try:
+                out = bench.run_cmd([os.path.join(anchors, "dnnl_bench"), "matmul", dnnl_type, "any"],
+                                    env=dict(os.environ, OMP_NUM_THREADS=str(threads)), timeout=1200)
+            except bench.BenchError as e:
+                log(f"oneDNN {prec}: {e}")
+                out = ""
+            for line in out.splitlines():
+                f = line.split(",")
+                if line.startswith("RES,") and len(f) > 9:
+                    dnnl[(f[4], int(f[5]))] = (float(f[8]), f[10] if len(f) > 10 else f[3])
+        for (m, n, k) in GEMMS:
+            path = os.path.join(work, f"{prefix}_{m}x{n}x{k}", "model.onnx")
+            if not os.path.exists(path):
+                write_gemm_model(path, m, n, k, prec)
+            for threads in threads_list:
+                log(f"{prec} GEMM {m}x{n}x{k} {threads}T")
+                r = kiln_json(kiln, path, threads, None, 600, flags)  # 5 timed runs
+                d = dnnl.get((f"{m}x{n}x{k}", threads))
+                log(f"  kiln {r['min_ms']} ms, oneDNN {d[0] if d else '-'} ms")
+                rows.append(dict(prec=prec, shape=f"{m}x{n}x{k}", threads=threads, kiln=r["min_ms"],
+                                 dnnl=d[0] if d else None, impl=d[1] if d else "-", gop=2.0 * m * n * k / 1e9))
     return rows
+
+
+def amx_peaks(binary):
+    """{"bf16": GFLOP/s, "int8": GOP/s} of one core's tile unit (bench/amx_peak.c), {} without AMX."""
+    try:
+        out = bench.run_cmd([binary], timeout=120)
+    except (bench.BenchError, OSError):
+        return {}
+    return {f[1]: float(f[2]) for f in (line.split(",") for line in out.splitlines()) if len(f) == 3}
 
 
 def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
+
+
+def failed(v, spec=".1f"):
+    """A kiln time, or 'failed' where its run did not complete (the log names the reason)."""
+    return "failed" if v is None else format(v, spec)
+
+
+def ratio(a, b):
+    return "-" if a is None or not b else f"{a / b:.2f}"
 
 
 def git_head():
@@ -187,14 +231,21 @@ def git_head():
     return r.stdout.strip() or "unknown"
 
 
-def render(model_rows, gemm_rows, peak, isa):
+def render(model_rows, gemm_rows, peak, isa, amx):
+    if amx:
+        machine = (f"It has **AMX** (one core's tile unit measured by `bench/amx_peak.c`: bf16 {amx['bf16']:.0f} GFLOP/s, "
+                   f"int8 {amx['int8']:.0f} GOP/s): bf16 and int8 tile products (MatMul/Gemm, attention products, 1x1 and "
+                   "stride-1 window convolutions with 32-/64-multiple channels) run as generated AMX tile code.")
+    else:
+        machine = ("It has **no AMX**" + ("" if "AVX-512" in isa else " and no AVX-512") + ", so nothing here runs on tile "
+                   "hardware: bf16 products run as f32 arithmetic on bf16-rounded operands (the numerics of AMX's "
+                   "`tdpbf16ps`), int8 products as vector code (tile products — MatMul/Gemm, 1x1 and stride-1 window "
+                   "convolutions with 64-multiple channels — as `vpmaddubsw` kernels where the weights lie in [-64, 64], "
+                   "`vpmaddwd` ones otherwise; i32 register tiles elsewhere). The AMX targets of issue 4 cannot be "
+                   "measured here.")
     L = [BEGIN, "", "## Reduced precision: bf16 and int8 (issue 4)", "",
          f"Measured by `bench/lowp.py` (run by `bench/run.sh`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-         f"kiln git {git_head()}, on this machine: {isa}. It has **no AMX and no "
-         "AVX-512**, so nothing here runs on tile hardware: bf16 products run as f32 arithmetic on bf16-rounded "
-         "operands (the numerics of AMX's `tdpbf16ps`), int8 products as AVX2 code (tile products — MatMul/Gemm, 1x1 and "
-         "stride-1 window convolutions with 64-multiple channels — as `vpmaddubsw` kernels where the weights lie in "
-         "[-64, 64], `vpmaddwd` ones otherwise; i32 register tiles elsewhere). The AMX targets of issue 4 cannot be measured here.", "",
+         f"kiln git {git_head()}, on this machine: {isa}. {machine}", "",
          "### Whole models (batch 1; ms, medians)", "",
          "bf16: kiln `--precision bf16` against ONNX Runtime fp32, error of kiln bf16 against kiln fp32 "
          "on 8 random inputs (relative error |d| / max(|ref|, 1e-3 max|ref|); top-1: rows of a 2-D "
@@ -205,28 +256,39 @@ def render(model_rows, gemm_rows, peak, isa):
          "| top-1 | ORT int8 | kiln int8 | int8 / ORT int8 | int8 output steps |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in model_rows:
-        L.append(f"| {r['model']} | {r['threads']} | {r['ort32']:.1f} | {r['kiln32']:.1f} | {r['kiln16']:.1f} | "
-                 f"{r['kiln16'] / r['ort32']:.2f} | {fmt(r['err_abs'], '.3g')} | {fmt(r['err_rel'], '.3g')} | "
-                 f"{r['top1']} | {r['ort8']:.1f} | {r['kiln8']:.1f} | {r['kiln8'] / r['ort8']:.2f} | "
+        L.append(f"| {r['model']} | {r['threads']} | {r['ort32']:.1f} | {failed(r['kiln32'])} | {failed(r['kiln16'])} | "
+                 f"{ratio(r['kiln16'], r['ort32'])} | {fmt(r['err_abs'], '.3g')} | {fmt(r['err_rel'], '.3g')} | "
+                 f"{r['top1']} | {r['ort8']:.1f} | {failed(r['kiln8'])} | {ratio(r['kiln8'], r['ort8'])} | "
                  f"{fmt(r['steps'], '.1f')} |")
-    L += ["", "### int8 GEMM (u8 x s8 -> s32, constant B; best of 5 runs)", "",
-          f"GOP/s count 2·M·N·K; '% fp32 peak' compares them with the measured fp32 FMA peak of this machine "
-          f"({peak:.0f} GFLOP/s per core, times the threads): kiln's int8 products are `vpmaddubsw` "
-          "multiply-adds of u8 x s8 byte pairs when the constant operand lies in [-64, 64], so that no i16 pair sum "
-          "saturates (these GEMMs' B does), else `vpmaddwd` ones of i16 pairs (exact; AVX2 has no int8 dot product, "
-          "AVX-512 VNNI and AMX are not here); oneDNN's are `vpmaddubsw` (u8 x s8 pairs saturating to i16).", "",
-          "| M x N x K | threads | kiln ms | kiln GOP/s | % fp32 peak | oneDNN u8s8s32 ms | oneDNN GOP/s "
-          "| kiln / oneDNN time |",
-          "|---|---|---|---|---|---|---|---|"]
+
+    def peak_of(prec):  # per core, and what it is
+        if prec in amx:
+            return amx[prec], "AMX " + prec
+        return peak, "fp32 FMA"
+    L += ["", "### GEMM (constant B; best of 5 runs)", "",
+          "bf16: bf16 x bf16 -> f32 (kiln: an f32 MatMul compiled with `--precision bf16`); int8: u8 x s8 -> s32 "
+          "(MatMulInteger); fp32 where listed. oneDNN: `dnnl_bench matmul <type> any` (B prepacked), its "
+          "implementation as oneDNN names it. '% peak' is against the peak named (per core, times the threads): "
+          + (f"the measured AMX peaks above for bf16/int8" if amx else f"this machine's measured fp32 FMA peak "
+             f"({peak:.0f} GFLOP/s per core), as it has no tile unit") + ".", "",
+          "| precision | M x N x K | threads | kiln ms | kiln G(FL)OP/s | % peak (of) | oneDNN ms | oneDNN G(FL)OP/s "
+          "| oneDNN impl | kiln / oneDNN time |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in gemm_rows:
-        ratio = r["kiln"] / r["dnnl"] if r["dnnl"] else None
+        if r["kiln"] is None:
+            L.append(f"| {r['prec']} | {r['shape']} | {r['threads']} | failed | - | - | {fmt(r['dnnl'], '.3f')} | - | "
+                     f"{r['impl']} | - |")
+            continue
+        rel = r["kiln"] / r["dnnl"] if r["dnnl"] else None
         gops = r["gop"] / r["kiln"] * 1e3
         dgops = r["gop"] / r["dnnl"] * 1e3 if r["dnnl"] else None
-        pct = 100 * gops / (peak * r["threads"]) if peak else None
-        L.append(f"| {r['shape']} | {r['threads']} | {r['kiln']:.2f} | {gops:.0f} | {fmt(pct, '.0f')} | "
-                 f"{fmt(r['dnnl'], '.2f')} | {fmt(dgops, '.0f')} | {fmt(ratio, '.2f')} |")
-    L += ["", "oneDNN 2.6 has no bf16 matmul without AVX-512 (`dnnl_bench matmul bf16` fails to create the "
-          "primitive here), so the bf16 GEMM comparison of issue 4 has no peer on this machine.", "", END]
+        pk, what = peak_of(r["prec"])
+        pct = 100 * gops / (pk * r["threads"]) if pk else None
+        L.append(f"| {r['prec']} | {r['shape']} | {r['threads']} | {r['kiln']:.3f} | {gops:.0f} | {fmt(pct, '.0f')} "
+                 f"({what}) | {fmt(r['dnnl'], '.3f')} | {fmt(dgops, '.0f')} | {r['impl']} | {fmt(rel, '.2f')} |")
+    if not any(r["dnnl"] for r in gemm_rows if r["prec"] == "bf16"):
+        L += ["", "oneDNN gave no bf16 matmul here (2.6 has none without AVX-512), so the bf16 rows have no peer."]
+    L += ["", END]
     return "\n".join(L) + "\n"
 
 
@@ -236,20 +298,24 @@ def main():
     ap.add_argument("--anchors", default=os.path.join(REPO, "build", "anchors"))
     ap.add_argument("--models", default=os.path.join(REPO, "build", "bench-models"))
     ap.add_argument("--work", default=os.path.join(REPO, "build", "bench-kernels"))
+    ap.add_argument("--amx-peak", default=os.path.join(REPO, "build", "amx_peak"), help="built bench/amx_peak.c")
+    ap.add_argument("--fma-peak", default=os.path.join(REPO, "build", "fma_peak"), help="built bench/fma_peak.c")
+    ap.add_argument("--gemm-precisions", default="bf16,int8", help="GEMM tables to measure (bf16, int8, fp32)")
+    ap.add_argument("--models-list", default="resnet50_v1,bert_base", help="models to measure")
     ap.add_argument("--quick", action="store_true", help="resnet50_v1 and 512/128x768 GEMMs at 1 thread")
     ap.add_argument("--out", help="write the section to this file instead of docs/performance.md")
     a, _ = ap.parse_known_args()
     threads = [1] if a.quick else [1, 2]
-    names = ["resnet50_v1"] if a.quick else ["resnet50_v1", "bert_base"]
+    names = ["resnet50_v1"] if a.quick else [n for n in a.models_list.split(",") if n]
     if a.quick:
         del GEMMS[1:3], GEMMS[-1]
     model_rows = models_table(a.kiln, a.models, names, threads)
-    gemm_rows = gemm_table(a.kiln, a.anchors, a.work, threads)
+    gemm_rows = gemm_table(a.kiln, a.anchors, a.work, threads, [p for p in a.gemm_precisions.split(",") if p])
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True)
     flags = open("/proc/cpuinfo").read()
     isa = cpu.stdout.strip() + (", AVX-512" if "avx512f" in flags else ", AVX2") + (", AMX" if "amx_tile" in flags else "")
-    probe = bench.measured_peak(os.path.join(REPO, "build", "fma_peak"))
-    text = render(model_rows, gemm_rows, probe[1] if probe else 0, isa)
+    probe = bench.measured_peak(a.fma_peak)
+    text = render(model_rows, gemm_rows, probe[1] if probe else 0, isa, amx_peaks(a.amx_peak))
     print(text)
     out = a.out or os.path.join(REPO, "docs", "performance.md")
     if a.out:

@@ -45,6 +45,7 @@ mkdir -p "$BUILD/anchors"
 ANCHORS=$(cd "$BUILD/anchors" && pwd)
 make -s -C "$SHARED/anchors" B="$ANCHORS" "$ANCHORS/gemm_openblas" "$ANCHORS/dnnl_bench"
 [[ $BUILD/fma_peak -nt bench/fma_peak.c ]] || gcc -O2 -fopenmp bench/fma_peak.c -o "$BUILD/fma_peak"
+[[ $BUILD/amx_peak -nt bench/amx_peak.c ]] || gcc -O2 -mamx-tile -mamx-bf16 -mamx-int8 bench/amx_peak.c -o "$BUILD/amx_peak"
 
 # ---- models: synthetic ones generated once (deterministic seed), real ones used in place
 MODELS=$BUILD/bench-models
@@ -64,4 +65,5 @@ log "measuring bf16 and int8"
 lowp_args=()
 ((QUICK)) && lowp_args=(--quick --out "$BUILD/bench-results/performance-lowp-quick.md")
 exec "$PY" bench/lowp.py --kiln "$BUILD/kiln" --anchors "$ANCHORS" --models "$MODELS" \
+  --fma-peak "$BUILD/fma_peak" --amx-peak "$BUILD/amx_peak" \
   --work "$BUILD/bench-kernels" "${lowp_args[@]}"
