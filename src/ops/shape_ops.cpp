@@ -39,18 +39,50 @@ Exprs unravel_index(const Expr& linear, const Shape& shape) {
   return idx;
 }
 
-// The same elements, row-major, in a new shape.
+// The same elements, row-major, in a new shape. The two shapes are cut into segments of equal
+// element count (dims of extent 1 aside, which index 0): a segment of one dim on each side maps
+// one to one, and only segments whose dims regroup ([12, 64] <-> [768]) linearize and split
+// again; e.g. [1, 128, 3072] -> [128, 3072] reads x[0, i, j], with no division or modulo that
+// would keep the read from vectorizing.
 Tensor reshape_to(const OpContext& ctx, const Tensor& x, const Shape& shape, const std::string& name) {
   if (shape_numel(shape) != shape_numel(x.shape()))
     ctx.error("cannot reshape ", shape_str(x.shape()), " to ", shape_str(shape));
-  // Leading axes that keep their extent map one to one; only the rest are linearized.
-  size_t same = 0;
-  while (same < shape.size() && same < x.shape().size() && shape[same] == x.dim(int(same))) ++same;
-  Shape out_rest(shape.begin() + same, shape.end()), in_rest(x.shape().begin() + same, x.shape().end());
+  const Shape& in_shape = x.shape();
+  bool empty = shape_numel(shape) == 0;
   return tir::compute(shape, [&](const std::vector<Var>& i) {
-    Exprs idx(i.begin(), i.begin() + same);
-    Exprs rest = unravel_index(linear_index(Exprs(i.begin() + same, i.end()), out_rest), in_rest);
-    idx.insert(idx.end(), rest.begin(), rest.end());
+    if (empty) return x(Exprs(in_shape.size(), Expr(0)));
+    Exprs idx(in_shape.size(), Expr(0));
+    auto skip_ones = [](const Shape& s, size_t d) {
+      while (d < s.size() && s[d] == 1) ++d;
+      return d;
+    };
+    size_t o = skip_ones(shape, 0), n = skip_ones(in_shape, 0);
+    while (o < shape.size() && n < in_shape.size()) {
+      // One segment: output dims [o, o_end) and input dims [n, n_end) with equal products.
+      std::vector<size_t> out_dims{o}, in_dims{n};
+      int64_t out_count = shape[o], in_count = in_shape[n];
+      size_t o_next = skip_ones(shape, o + 1), n_next = skip_ones(in_shape, n + 1);
+      while (out_count != in_count) {
+        if (out_count < in_count) {
+          out_count *= shape[o_next];
+          out_dims.push_back(o_next);
+          o_next = skip_ones(shape, o_next + 1);
+        } else {
+          in_count *= in_shape[n_next];
+          in_dims.push_back(n_next);
+          n_next = skip_ones(in_shape, n_next + 1);
+        }
+      }
+      Exprs out_idx;
+      Shape out_seg, in_seg;
+      for (size_t d : out_dims) out_idx.push_back(i[d]), out_seg.push_back(shape[d]);
+      for (size_t d : in_dims) in_seg.push_back(in_shape[d]);
+      Exprs in_idx = out_dims.size() == 1 && in_dims.size() == 1 ? out_idx
+                                                                  : unravel_index(linear_index(out_idx, out_seg), in_seg);
+      for (size_t k = 0; k < in_dims.size(); ++k) idx[in_dims[k]] = in_idx[k];
+      o = o_next;
+      n = n_next;
+    }
     return x(idx);
   }, name);
 }
