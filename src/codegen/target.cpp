@@ -3,6 +3,8 @@
 #include <llvm/ADT/StringMap.h>
 #include <llvm/TargetParser/Host.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #if defined(__linux__)
@@ -24,6 +26,22 @@ bool amx_permitted() {
 #else
   return false;
 #endif
+}
+
+// Per-core L2 size as Linux reports it (cpu0's level-2 cache, e.g. "2048K"), or 0 when unknown.
+int64_t l2_cache_bytes() {
+  for (int index = 0; index < 8; ++index) {
+    std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    std::ifstream level(dir + "level"), size(dir + "size");
+    int lv = 0;
+    std::string text;
+    if (!(level >> lv) || !(size >> text)) return 0;
+    if (lv != 2 || text.empty()) continue;
+    int64_t v = std::atoll(text.c_str());
+    char unit = text.back();
+    return unit == 'K' ? v << 10 : unit == 'M' ? v << 20 : v;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -53,6 +71,7 @@ const Target& Target::host() {
       }
     h.features = fs;
     h.vector_bits = h.has_avx512 ? 512 : on("avx2") ? 256 : 128;
+    if (int64_t l2 = l2_cache_bytes(); l2 > 0) h.l2_bytes = l2;
     return h;
   }();
   return t;
@@ -67,6 +86,7 @@ const Target& Target::sapphire_rapids() {
                  "+amx-tile,+amx-bf16,+amx-int8,+avx2,+fma,+f16c,+bmi,+bmi2,+popcnt";
     s.has_avx512 = s.has_amx_bf16 = s.has_amx_int8 = true;
     s.vector_bits = 512;
+    s.l2_bytes = 2 << 20;
     return s;
   }();
   return t;
@@ -75,7 +95,8 @@ const Target& Target::sapphire_rapids() {
 std::string Target::describe() const {
   std::ostringstream os;
   os << triple << ", " << vector_bits << "-bit vectors" << (has_avx512 ? ", avx512" : "")
-     << (has_amx_bf16 ? ", amx-bf16" : "") << (has_amx_int8 ? ", amx-int8" : "");
+     << (has_amx_bf16 ? ", amx-bf16" : "") << (has_amx_int8 ? ", amx-int8" : "") << ", L2 " << l2_bytes / 1024
+     << " KiB";
   return os.str();
 }
 

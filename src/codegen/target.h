@@ -1,6 +1,7 @@
 // The machine kiln generates code for. Features come from CPUID (LLVM's host feature query),
 // never from the CPU's marketing name, which VMs often report wrongly.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace kiln::codegen {
@@ -13,6 +14,7 @@ struct Target {
   bool has_amx_bf16 = false;
   bool has_amx_int8 = false;
   int vector_bits = 128;
+  int64_t l2_bytes = 512 * 1024;  // per core: sizes the blocks that cache blocking keeps in L2
 
   // This machine, features read from CPUID. AMX counts only when the OS grants the tile
   // state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once here); otherwise kiln falls back to

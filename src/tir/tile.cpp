@@ -1,5 +1,7 @@
 #include "tir/tile.h"
 
+#include <algorithm>
+
 namespace kiln::tir {
 
 int64_t vnni_group(DType t) { return 4 / dtype_bytes(t); }
@@ -38,7 +40,8 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c, const Buffer& a
 }
 
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, int64_t n, int64_t k, bool accumulate,
-                  const Expr& c_base, const Expr& a_base, const Expr& b_base, int64_t b_columns, bool b_panels) {
+                  const Expr& c_base, const Expr& a_base, const Expr& b_base, int64_t b_columns, bool b_panels,
+                  int64_t group_bytes) {
   if (b_columns == 0) b_columns = vnni_columns(n);
   if (!tile_types_supported(a->dtype, b->dtype) || c->dtype != tile_accumulator(a->dtype)) return nullptr;
   int64_t g = vnni_group(a->dtype), step = kTileRowBytes / dtype_bytes(a->dtype);
@@ -54,13 +57,15 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
     if (extent % full) b.push_back({extent / full * full, extent % full, 1});
     return b;
   };
-  std::vector<Stmt> parts;
   int64_t block_rows = kTileBlock * kTileRows, block_cols = kTileBlock * cols;
   if (b_panels && block_cols != kPanelColumns) return nullptr;
-  for (const Band& r : bands(m, block_rows))
-    for (const Band& w : bands(n, block_cols)) {
+  // Every row band against the column band `w`, whose first column is `col0` plus the loop's.
+  auto rows_against = [&](const Band& w, const Expr& col0) {
+    std::vector<Stmt> parts;
+    for (const Band& r : bands(m, block_rows)) {
       Var bi("tile_row_block"), bj("tile_col_block");
-      Expr row = make_int(r.start) + Expr(bi) * make_int(block_rows), col = make_int(w.start) + Expr(bj) * make_int(block_cols);
+      Expr row = make_int(r.start) + Expr(bi) * make_int(block_rows);
+      Expr col = col0 + make_int(w.start) + Expr(bj) * make_int(block_cols);
       TileOperand b_op = b_panels ? TileOperand{b, b_base + (col / make_int(kPanelColumns)) * make_int(k * kPanelColumns),
                                                 kPanelColumns * g}
                                    : TileOperand{b, b_base + col * make_int(g), b_columns * g};
@@ -70,6 +75,24 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
       parts.push_back(make_for(bi, make_int(0), make_int(r.count), ForKind::Serial,
                                make_for(bj, make_int(0), make_int(w.count), ForKind::Serial, tile)));
     }
+    return make_seq(parts);
+  };
+  std::vector<Band> col_bands = bands(n, block_cols);
+  int64_t panel_bytes = k * kPanelColumns * dtype_bytes(b->dtype);
+  int64_t per_group = group_bytes > 0 ? std::max<int64_t>(1, group_bytes / panel_bytes) : 0;
+  if (!b_panels || per_group == 0 || n / block_cols <= per_group) {
+    std::vector<Stmt> parts;
+    for (const Band& w : col_bands) parts.push_back(rows_against(w, make_int(0)));
+    return make_seq(parts);
+  }
+  // B's full panels in groups of `per_group` (the last group may be smaller), then the partial
+  // panel at the right edge, if any.
+  int64_t full = n / block_cols, groups = full / per_group, rest = full % per_group;
+  Var gi("tile_panel_group");
+  std::vector<Stmt> parts{make_for(gi, make_int(0), make_int(groups), ForKind::Serial,
+                                   rows_against({0, block_cols, per_group}, Expr(gi) * make_int(per_group * block_cols)))};
+  if (rest) parts.push_back(rows_against({groups * per_group * block_cols, block_cols, rest}, make_int(0)));
+  if (n % block_cols) parts.push_back(rows_against(col_bands.back(), make_int(0)));
   return make_seq(parts);
 }
 

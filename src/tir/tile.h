@@ -49,9 +49,13 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buff
 // offset in elements: g times its first column), as one tile product per 32 x 32 block of C
 // (2 x 2 tiles; smaller at the edges). K must be a multiple of a tile row (32 bf16 / 64 int8
 // values). Returns null when the types or K do not fit. With `b_panels`, B is packed by
-// vnni_panel_index instead (b_base then in elements too, b_columns ignored).
+// vnni_panel_index instead (b_base then in elements too, b_columns ignored), and when B's
+// panels exceed `group_bytes` (> 0) they run in groups of at most that many bytes, outermost:
+// every row block then passes over one group at a time, which stays in L2 (B is read from
+// memory once instead of once per 32 rows), and A is read once per group.
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
                   bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0),
-                  const Expr& b_base = make_int(0), int64_t b_columns = 0, bool b_panels = false);
+                  const Expr& b_base = make_int(0), int64_t b_columns = 0, bool b_panels = false,
+                  int64_t group_bytes = 0);
 
 }  // namespace kiln::tir

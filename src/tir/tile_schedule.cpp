@@ -104,7 +104,7 @@ std::optional<Product> match_term(const Expr& body, DType acc, const BufferSet& 
 // spatial positions, with the weights as the tiles' A (constant, row-major already) and the
 // image packed into the VNNI layout as B on every run; zx comes out as zx times W's row sums.
 Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const Product& p,
-                const Epilogue& epilogue, const BufferSet& constants) {
+                const Epilogue& epilogue, const BufferSet& constants, int64_t group_bytes) {
   size_t rank = axes.size();
   const LoadNode* x = p.a;  // the activation
   const LoadNode* w = p.b;  // the constant
@@ -165,7 +165,8 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   bool direct = !epilogue.value.defined() && dst->dtype == r->dtype && is_zero(r->init) && !rowsum;
   Stmt per_image;
   if (direct) {
-    per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0), make_int(0), 0, true);
+    per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0), make_int(0), 0, true,
+                             group_bytes);
   } else {
     Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * pixels});
     Expr q = make_int(0);
@@ -175,7 +176,7 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
     Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value);
     for (size_t d = rank; d-- > 1;) apply = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, apply);
     per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0),
-                                                        make_int(0), 0, true),
+                                                        make_int(0), 0, true, group_bytes),
                                            apply}));
   }
   // Each image packs into its own buffer (the image loop may run in parallel).
@@ -298,7 +299,9 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   if (!p) return nullptr;
   if (r->axes.size() == 3) return window_conv_tiles(dst, axes, r, *p, epilogue, constants);
   if (r->axes.size() != 1) return nullptr;
-  if (Stmt conv = conv_tiles(dst, axes, r, *p, epilogue, constants)) return conv;
+  // Groups of B's panels held in L2 take half of it (A's rows and the C tiles use the rest).
+  int64_t group_bytes = target.l2_bytes / 2;
+  if (Stmt conv = conv_tiles(dst, axes, r, *p, epilogue, constants, group_bytes)) return conv;
   const LoadNode* a = p->a;
   const LoadNode* b = p->b;
   const Var& k = r->axes[0].var;
@@ -359,7 +362,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   Stmt body;
   if (direct) {
     body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, flat_offset(dst_start, dst->shape), a_base, make_int(0), 0,
-                        true);
+                        true, group_bytes);
   } else {
     // The products into a scratch m x n block, then per element: the initial value, the
     // zero-point correction and the epilogue.
@@ -370,7 +373,9 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
                           make_for(axes[rank - 1], make_int(0), make_int(n), ForKind::Serial,
                                    make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
     body = make_allocate(
-        c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true), apply}));
+        c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true,
+                                  group_bytes),
+                     apply}));
   }
   // A B that differs per batch index is packed inside the batch loops, into buffers of each
   // iteration's own (the outer loop may run in parallel); otherwise once, before them.
