@@ -41,7 +41,7 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c, const Buffer& a
 
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, int64_t n, int64_t k, bool accumulate,
                   const Expr& c_base, const Expr& a_base, const Expr& b_base, int64_t b_columns, bool b_panels,
-                  int64_t group_bytes) {
+                  int64_t group_bytes, const BlockFinish& finish) {
   if (b_columns == 0) b_columns = vnni_columns(n);
   if (!tile_types_supported(a->dtype, b->dtype) || c->dtype != tile_accumulator(a->dtype)) return nullptr;
   int64_t g = vnni_group(a->dtype), step = kTileRowBytes / dtype_bytes(a->dtype);
@@ -60,6 +60,7 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
   int64_t block_rows = kTileBlock * kTileRows, block_cols = kTileBlock * cols;
   if (b_panels && block_cols != kPanelColumns) return nullptr;
   // Every row band against the column band `w`, whose first column is `col0` plus the loop's.
+  int band = 0;
   auto rows_against = [&](const Band& w, const Expr& col0) {
     std::vector<Stmt> parts;
     for (const Band& r : bands(m, block_rows)) {
@@ -69,9 +70,10 @@ Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b, int64_t m, 
       TileOperand b_op = b_panels ? TileOperand{b, b_base + (col / make_int(kPanelColumns)) * make_int(k * kPanelColumns),
                                                 kPanelColumns * g}
                                    : TileOperand{b, b_base + col * make_int(g), b_columns * g};
-      auto tile = std::make_shared<TileMatmulNode>(TileOperand{c, c_base + row * make_int(n) + col, n},
-                                                   TileOperand{a, a_base + row * make_int(k), k}, b_op, r.size, w.size, k,
-                                                   accumulate);
+      TileOperand c_op = finish ? TileOperand{c, make_int(0), block_cols} : TileOperand{c, c_base + row * make_int(n) + col, n};
+      Stmt tile = std::make_shared<TileMatmulNode>(c_op, TileOperand{a, a_base + row * make_int(k), k}, b_op, r.size, w.size,
+                                                   k, accumulate);
+      if (finish) tile = make_allocate(c, make_seq({tile, finish(row, r.size, col, w.size, band++)}));
       parts.push_back(make_for(bi, make_int(0), make_int(r.count), ForKind::Serial,
                                make_for(bj, make_int(0), make_int(w.count), ForKind::Serial, tile)));
     }

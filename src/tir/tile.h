@@ -6,6 +6,8 @@
 // (32 bf16 or 64 int8 values), with B's rows holding `group` consecutive k values per output
 // column (the VNNI layout).
 #pragma once
+#include <functional>
+
 #include "tir/stmt.h"
 
 namespace kiln::tir {
@@ -53,9 +55,16 @@ Stmt tile_matmul_loops(const TileMatmulNode& t, const Buffer& c_flat, const Buff
 // panels exceed `group_bytes` (> 0) they run in groups of at most that many bytes, outermost:
 // every row block then passes over one group at a time, which stays in L2 (B is read from
 // memory once instead of once per 32 rows), and A is read once per group.
+//
+// With `finish`, C is never stored whole: `c` is a buffer of one 32 x 32 block (row stride 32),
+// allocated inside the loops (one per thread), and each product into it is followed by
+// finish(row0, rows, col0, cols, band): the statement that reads the block's rows x cols results
+// (c[i * 32 + j]) and stores them for C's rows [row0, row0 + rows), columns [col0, col0 + cols),
+// while they are in L1. `band` numbers the distinct nests (for unique loop names).
+using BlockFinish = std::function<Stmt(const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band)>;
 Stmt tiled_matmul(const Buffer& c, const Buffer& a, const Buffer& b_vnni, int64_t m, int64_t n, int64_t k,
                   bool accumulate, const Expr& c_base = make_int(0), const Expr& a_base = make_int(0),
                   const Expr& b_base = make_int(0), int64_t b_columns = 0, bool b_panels = false,
-                  int64_t group_bytes = 0);
+                  int64_t group_bytes = 0, const BlockFinish& finish = nullptr);
 
 }  // namespace kiln::tir

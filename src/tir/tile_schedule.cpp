@@ -65,6 +65,23 @@ Expr finish(Expr product, const ReduceNode* r, const Expr& correction, const Epi
                                   : cast(dst_type, product);
 }
 
+// Whether the epilogue reads a tensor that varies over two or more output axes (a residual
+// input): finished block by block it would read that tensor 32 elements at a time from 32 rows
+// far apart, which the prefetchers do not follow (ResNet-50's int8 convs with a residual add
+// took 1.5x longer so); such epilogues run over the whole C after the products instead.
+bool reads_tensor(const Epilogue& epilogue, const std::vector<Var>& axes) {
+  bool found = false;
+  if (epilogue.value.defined())
+    visit(epilogue.value, [&](const Expr& e) {
+      if (e.kind() != ExprKind::Load) return;
+      int used = 0;
+      for (const Var& a : axes)
+        for (const Expr& i : e.as<LoadNode>()->indices) used += uses_var(i, a.as<VarNode>()) ? 1 : 0;
+      found |= used >= 2;
+    });
+  return found;
+}
+
 // The two operands of a tile-shaped product term, A's zero point for the int8 form.
 struct Product {
   const LoadNode* a = nullptr;
@@ -167,7 +184,7 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   if (direct) {
     per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0), make_int(0), 0, true,
                              group_bytes);
-  } else {
+  } else if (reads_tensor(epilogue, axes)) {
     Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * pixels});
     Expr q = make_int(0);
     for (size_t d = 2; d < rank; ++d) q = q * make_int(dst->shape[d]) + axes[d];
@@ -178,6 +195,29 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
     per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0),
                                                         make_int(0), 0, true, group_bytes),
                                            apply}));
+  } else {
+    // Each 32 x 32 block of products is finished (initial value, zero-point correction,
+    // epilogue) while in L1: output channel row0 + i, flat position col0 + j.
+    Buffer block = make_buffer(dst->name + "_block", r->dtype, {kTileBlock * kTileRows * kTileBlock * kTileRows});
+    Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
+    auto finish_block = [&](const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band) {
+      Var i(dst->name + "_block_i" + std::to_string(band)), j(dst->name + "_block_j" + std::to_string(band));
+      Expr value = finish(load(block, {Expr(i) * make_int(kTileBlock * kTileRows) + j}), r, correction, epilogue, dst->dtype);
+      VarMap at{{axes[1].as<VarNode>(), row0 + i}};
+      // Spatial indices of the flat position, the outermost without a modulo (it is in range),
+      // so that the code generator merges each (q / W, q % W) pair back into q.
+      Expr rest = col0 + j;
+      for (size_t d = rank; d-- > 2;) {
+        at[axes[d].as<VarNode>()] = d == 2 ? rest : floormod(rest, make_int(dst->shape[d]));
+        rest = floordiv(rest, make_int(dst->shape[d]));
+      }
+      std::vector<Expr> index{axes[0]};
+      for (size_t d = 1; d < rank; ++d) index.push_back(simplify(at.at(axes[d].as<VarNode>())));
+      Stmt store = make_store(dst, index, simplify(substitute(value, at)));
+      return make_for(i, make_int(0), make_int(rows), ForKind::Serial, make_for(j, make_int(0), make_int(cols), ForKind::Serial, store));
+    };
+    per_image = tiled_matmul(block, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0), make_int(0), 0, true,
+                             group_bytes, finish_block);
   }
   // Each image packs into its own buffer (the image loop may run in parallel).
   Stmt body = make_for(axes[0], make_int(0), make_int(dst->shape[0]), ForKind::Serial,
@@ -363,7 +403,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   if (direct) {
     body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, flat_offset(dst_start, dst->shape), a_base, make_int(0), 0,
                         true, group_bytes);
-  } else {
+  } else if (reads_tensor(epilogue, axes)) {
     // The products into a scratch m x n block, then per element: the initial value, the
     // zero-point correction and the epilogue.
     Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * n});
@@ -376,6 +416,23 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
         c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true,
                                   group_bytes),
                      apply}));
+  } else {
+    // Each 32 x 32 block of products is finished (initial value, zero-point correction,
+    // epilogue) while in L1: row row0 + i, column col0 + j.
+    Buffer block = make_buffer(dst->name + "_block", r->dtype, {kTileBlock * kTileRows * kTileBlock * kTileRows});
+    Expr correction = colsum ? cast(DType::I32, p->a_zero_point) * load(colsum, {col}) : Expr();
+    auto finish_block = [&](const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band) {
+      Var i(dst->name + "_block_i" + std::to_string(band)), j(dst->name + "_block_j" + std::to_string(band));
+      Expr value = finish(load(block, {Expr(i) * make_int(kTileBlock * kTileRows) + j}), r, correction, epilogue, dst->dtype);
+      VarMap at{{axes[rank - 2].as<VarNode>(), row0 + i}, {axes[rank - 1].as<VarNode>(), col0 + j}};
+      std::vector<Expr> index(axes.begin(), axes.end() - 2);
+      index.push_back(simplify(row0 + i));
+      index.push_back(simplify(col0 + j));
+      Stmt store = make_store(dst, index, simplify(substitute(value, at)));
+      return make_for(i, make_int(0), make_int(rows), ForKind::Serial, make_for(j, make_int(0), make_int(cols), ForKind::Serial, store));
+    };
+    body = tiled_matmul(block, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true, group_bytes,
+                        finish_block);
   }
   // A B that differs per batch index is packed inside the batch loops, into buffers of each
   // iteration's own (the outer loop may run in parallel); otherwise once, before them.
