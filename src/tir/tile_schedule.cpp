@@ -147,13 +147,15 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   for (size_t d = 2; d < rank; ++d) pixels *= dst->shape[d];
   if (!uses_only(r->init, axes[1]) || !tile_types_supported(a_type, b_type) || kk % (kTileRowBytes / dtype_bytes(a_type))) return nullptr;
 
-  // Spatial indices of flat position `q` (row-major over dst's spatial dims).
+  // Spatial indices of flat position `q` (row-major over dst's spatial dims), the outermost
+  // without a modulo (q is in range): the code generator then merges each (q / W, q % W) pair
+  // of a plain read or write back into q, which keeps it contiguous.
   auto spatial = [&](const Expr& q) {
     std::vector<Expr> idx(rank - 2);
     Expr rest = q;
     for (size_t d = rank; d-- > 2;) {
-      idx[d - 2] = rest % make_int(dst->shape[d]);
-      rest = rest / make_int(dst->shape[d]);
+      idx[d - 2] = d == 2 ? rest : floormod(rest, make_int(dst->shape[d]));
+      rest = floordiv(rest, make_int(dst->shape[d]));
     }
     return idx;
   };
@@ -204,13 +206,8 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
       Var i(dst->name + "_block_i" + std::to_string(band)), j(dst->name + "_block_j" + std::to_string(band));
       Expr value = finish(load(block, {Expr(i) * make_int(kTileBlock * kTileRows) + j}), r, correction, epilogue, dst->dtype);
       VarMap at{{axes[1].as<VarNode>(), row0 + i}};
-      // Spatial indices of the flat position, the outermost without a modulo (it is in range),
-      // so that the code generator merges each (q / W, q % W) pair back into q.
-      Expr rest = col0 + j;
-      for (size_t d = rank; d-- > 2;) {
-        at[axes[d].as<VarNode>()] = d == 2 ? rest : floormod(rest, make_int(dst->shape[d]));
-        rest = floordiv(rest, make_int(dst->shape[d]));
-      }
+      std::vector<Expr> position = spatial(col0 + j);
+      for (size_t d = 2; d < rank; ++d) at[axes[d].as<VarNode>()] = position[d - 2];
       std::vector<Expr> index{axes[0]};
       for (size_t d = 1; d < rank; ++d) index.push_back(simplify(at.at(axes[d].as<VarNode>())));
       Stmt store = make_store(dst, index, simplify(substitute(value, at)));
