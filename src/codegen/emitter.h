@@ -181,9 +181,12 @@ class Emitter {
   // The same block with vpmaddubsw where it is exact (byte_pairs_exact): per group of 4 k, B's
   // 32 bytes (8 columns x 4 k) as stored and each row's 4 bytes of A repeated 8 times give 16
   // pair sums in i16 (k0 + k1, k2 + k3 of each column), which vpmaddwd by 1 adds into the
-  // column's i32 sum: no widening, half the multiplies, one accumulator per row.
+  // column's i32 sum: no widening, half the multiplies, one accumulator per row and group.
+  // `groups` (1 or 2) groups of 8 columns from j0 share each row's broadcast of A: 16 columns
+  // give 8 independent accumulators, so the multiplies rather than the loop's other
+  // instructions bound it. Returns rows x groups vectors, row-major.
   std::vector<llvm::Value*> byte_pair_block(const TileMatmulNode* n, llvm::Value* a0, llvm::Value* b0, int64_t r0,
-                                            int64_t rows, int64_t j0);
+                                            int64_t rows, int64_t j0, int64_t groups);
 
   // Without AMX: the product's defining loops (tir/tile.h) over flat views of its buffers.
   void emit_tile_loops(const TileMatmulNode* n);

@@ -192,13 +192,17 @@ void Emitter::avx2_int8_tile_body(const TileMatmulNode* n, bool byte_pairs, llvm
         close_loop(q, n->depth / 16);
       }
     }
-    for (int64_t j0 = 0; j0 < n->cols; j0 += kCols) {
-      std::vector<llvm::Value*> sums =
-          byte_pairs ? byte_pair_block(n, a0, b0, r0, rows, j0) : word_pair_block(n, a0, b0, aw, widen_a, r0, rows, j0);
-      for (int64_t r = 0; r < rows; ++r) {
-        llvm::Value* sum = sums[size_t(r)];
-        llvm::Value* ptr = b_.CreateInBoundsGEP(i32, c0, b_.getInt64((r0 + r) * n->c.row_stride + j0));
-        int64_t width = std::min(kCols, n->cols - j0);
+    for (int64_t j0 = 0; j0 < n->cols;) {
+      // Byte pairs take two groups of 8 columns at a time while more than 8 remain (B's
+      // columns are padded to whole groups of 8, tir::vnni_columns).
+      int64_t groups = byte_pairs && n->cols - j0 > kCols ? 2 : 1;
+      std::vector<llvm::Value*> sums = byte_pairs ? byte_pair_block(n, a0, b0, r0, rows, j0, groups)
+                                                  : word_pair_block(n, a0, b0, aw, widen_a, r0, rows, j0);
+      for (int64_t i = 0; i < rows * groups; ++i) {
+        int64_t r = i / groups, jg = j0 + i % groups * kCols;
+        llvm::Value* sum = sums[size_t(i)];
+        llvm::Value* ptr = b_.CreateInBoundsGEP(i32, c0, b_.getInt64((r0 + r) * n->c.row_stride + jg));
+        int64_t width = std::min(kCols, n->cols - jg);
         if (width == kCols) {
           if (n->accumulate) sum = b_.CreateAdd(sum, b_.CreateAlignedLoad(v8i32, ptr, llvm::Align(4)));
           b_.CreateAlignedStore(sum, ptr, llvm::Align(4));
@@ -211,6 +215,7 @@ void Emitter::avx2_int8_tile_body(const TileMatmulNode* n, bool byte_pairs, llvm
           b_.CreateAlignedStore(v, at, llvm::Align(4));
         }
       }
+      j0 += groups * kCols;
     }
   }
 }
@@ -275,7 +280,7 @@ std::vector<llvm::Value*> Emitter::word_pair_block(const TileMatmulNode* n, llvm
 }
 
 std::vector<llvm::Value*> Emitter::byte_pair_block(const TileMatmulNode* n, llvm::Value* a0, llvm::Value* b0,
-                                                   int64_t r0, int64_t rows, int64_t j0) {
+                                                   int64_t r0, int64_t rows, int64_t j0, int64_t groups) {
   bool a_unsigned = byte_pairs_exact(n).first == &n->a;
   auto* i8 = b_.getInt8Ty();
   auto* i32 = b_.getInt32Ty();
@@ -288,20 +293,25 @@ std::vector<llvm::Value*> Emitter::byte_pair_block(const TileMatmulNode* n, llvm
   CountedLoop kg = open_loop("i8pairs.k");
   llvm::Value* g = kg.i;
   std::vector<llvm::PHINode*> acc;
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t i = 0; i < rows * groups; ++i) {
     acc.push_back(b_.CreatePHI(v8i32, 2, "acc"));
     acc.back()->addIncoming(llvm::Constant::getNullValue(v8i32), kg.pre);
   }
-  llvm::Value* b_at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64(j0 * 4));
-  llvm::Value* bv = b_.CreateAlignedLoad(v32i8, b_.CreateInBoundsGEP(i8, b0, b_at), llvm::Align(1));
+  std::vector<llvm::Value*> bv;
+  for (int64_t h = 0; h < groups; ++h) {
+    llvm::Value* b_at = b_.CreateAdd(b_.CreateMul(g, b_.getInt64(n->b.row_stride)), b_.getInt64((j0 + 8 * h) * 4));
+    bv.push_back(b_.CreateAlignedLoad(v32i8, b_.CreateInBoundsGEP(i8, b0, b_at), llvm::Align(1)));
+  }
   std::vector<llvm::Value*> next;
   for (int64_t r = 0; r < rows; ++r) {
     llvm::Value* a_at = b_.CreateAdd(b_.getInt64((r0 + r) * n->a.row_stride), b_.CreateMul(g, b_.getInt64(4)));
     llvm::Value* four = b_.CreateAlignedLoad(i32, b_.CreateInBoundsGEP(i8, a0, a_at), llvm::Align(1));
     llvm::Value* av = b_.CreateBitCast(b_.CreateVectorSplat(8, four), v32i8);
-    llvm::Value* pairs = a_unsigned ? b_.CreateCall(pmaddubs, {av, bv}) : b_.CreateCall(pmaddubs, {bv, av});
-    llvm::Value* quads = b_.CreateCall(pmadd, {b_.CreateBitCast(pairs, v16i16), ones});
-    next.push_back(b_.CreateAdd(acc[size_t(r)], quads));
+    for (int64_t h = 0; h < groups; ++h) {
+      llvm::Value* pairs = a_unsigned ? b_.CreateCall(pmaddubs, {av, bv[h]}) : b_.CreateCall(pmaddubs, {bv[h], av});
+      llvm::Value* quads = b_.CreateCall(pmadd, {b_.CreateBitCast(pairs, v16i16), ones});
+      next.push_back(b_.CreateAdd(acc[size_t(r * groups + h)], quads));
+    }
   }
   for (size_t i = 0; i < acc.size(); ++i) acc[i]->addIncoming(next[i], b_.GetInsertBlock());
   close_loop(kg, n->depth / 4);
