@@ -408,12 +408,36 @@ std::vector<Tensor> conv_integer(OpContext& ctx) {
   return {conv_sum(ctx, ctx.input(0), ctx.input(1), integer_terms(ctx, 2, 3), ctx.out_name())};
 }
 
+// Whether an 8-bit convolution's int32 sums can run as f32 arithmetic, exactly: each term
+// (x - zx) * (w - zw) is at most 255 * 255 in magnitude, so with fewer than 2^24 / 255^2 = 258
+// terms per output every partial sum is an integer below 2^24, which f32 holds exactly (the
+// bias, possibly larger, is added in int32 afterwards). Taken only where the int8 tile
+// kernels do not apply (their K, a group's channels, must fill 64-byte tile rows): the C = 3
+// stem and depthwise convolutions, which otherwise run as i32 vector code (vpmulld) at a
+// fraction of the f32 FMA rate.
+bool exact_in_f32(const Tensor& x, const Tensor& w) {
+  int64_t terms = w.dim(1);
+  for (int64_t d = 2; d < w.ndim(); ++d) terms *= w.dim(d);
+  bool bytes = dtype_bytes(x.dtype()) == 1 && dtype_bytes(w.dtype()) == 1;
+  return bytes && terms * 255 * 255 < (int64_t(1) << 24) && w.dim(1) % 64 != 0;
+}
+
 // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B): integer convolution plus
 // the int32 bias, rescaled by x_scale * w_scale[m] / y_scale and requantized.
 std::vector<Tensor> qlinear_conv(OpContext& ctx) {
   ConvTerms terms = integer_terms(ctx, 2, 5);
-  if (ctx.has_input(8))
+  bool f32 = exact_in_f32(ctx.input(0), ctx.input(3));
+  if (f32) {
+    terms.acc = DType::F32;
+    terms.x_value = [&ctx](Expr x, Expr) {
+      return tir::cast(DType::F32, subtract_zero_point(tir::cast(DType::I32, x), zero_point_i32(ctx, 2, 0)));
+    };
+    terms.w_value = [&ctx](Expr w, Expr m) {
+      return tir::cast(DType::F32, subtract_zero_point(tir::cast(DType::I32, w), zero_point_i32(ctx, 5, m)));
+    };
+  } else if (ctx.has_input(8)) {
     terms.init = [&ctx](Expr m) { return cast_if_needed(DType::I32, ctx.input(8)(m)); };
+  }
   Tensor acc = conv_sum(ctx, ctx.input(0), ctx.input(3), terms, ctx.out_name() + "_acc");
   const Tensor& y_zp = ctx.input(7);
   return {tir::compute(acc.shape(), [&](const std::vector<Var>& i) {
@@ -421,7 +445,9 @@ std::vector<Tensor> qlinear_conv(OpContext& ctx) {
     Expr scale = cast_if_needed(DType::F32, quant_param(ctx, ctx.input(1), 0)) *
                  cast_if_needed(DType::F32, quant_param(ctx, ctx.input(4), m)) /
                  cast_if_needed(DType::F32, quant_param(ctx, ctx.input(6), 0));
-    return quantize(tir::cast(DType::F32, acc(i)) * scale, quant_param(ctx, y_zp, 0), y_zp.dtype());
+    Expr sum = f32 ? tir::cast(DType::I32, acc(i)) : acc(i);
+    if (f32 && ctx.has_input(8)) sum = sum + cast_if_needed(DType::I32, ctx.input(8)(m));
+    return quantize(tir::cast(DType::F32, sum) * scale, quant_param(ctx, y_zp, 0), y_zp.dtype());
   }, ctx.out_name())};
 }
 

@@ -232,10 +232,42 @@ struct Panels {
   Stmt fill;
 };
 
-Panels make_panels(const Nest& n, size_t vi, Range cols, int64_t vj) {
+// The widest subexpression of `e` around the load `shared` that reads constants only, through
+// the variables `allowed`: the operand as the products use it (f32(i32(w) - zw[m]) for an
+// 8-bit convolution summed in f32), which the panels then hold converted, at compile time,
+// instead of converting it in the reduction loop at every multiply. `shared` itself when
+// nothing around it qualifies.
+Expr constant_operand(const Expr& e, const Expr& shared, const std::set<const VarNode*>& allowed,
+                      const BufferSet& constants) {
+  bool contains = false, only_constants = true;
+  visit(e, [&](const Expr& x) {
+    contains |= x.same_as(shared);
+    if (x.kind() == ExprKind::Load) only_constants &= constants.count(x.as<LoadNode>()->buffer.get()) > 0;
+    if (x.kind() == ExprKind::Var) only_constants &= allowed.count(x.as<VarNode>()) > 0;
+  });
+  if (!contains) return Expr();
+  if (only_constants) return e;
+  Expr found;
+  auto try_child = [&](const Expr& c) {
+    if (!found.defined() && c.defined()) found = constant_operand(c, shared, allowed, constants);
+  };
+  switch (e.kind()) {
+    case ExprKind::Binary: try_child(e.as<BinaryNode>()->a); try_child(e.as<BinaryNode>()->b); break;
+    case ExprKind::Cast: try_child(e.as<CastNode>()->a); break;
+    default: break;
+  }
+  return found.defined() ? found : shared;
+}
+
+Panels make_panels(const Nest& n, size_t vi, Range cols, int64_t vj, const BufferSet& constants) {
   Panels p;
   p.shared = packable_load(n, vi);
   if (!p.shared.defined()) return p;
+  if (constants.count(p.shared.as<LoadNode>()->buffer.get())) {
+    std::set<const VarNode*> allowed{n.axes[vi].as<VarNode>()};
+    for (auto& a : n.r->axes) allowed.insert(a.var.as<VarNode>());
+    p.shared = constant_operand(n.r->body, p.shared, allowed, constants);
+  }
   const ReduceNode* r = n.r;
   p.j0 = Var("J0");
   p.jj = Var("JJ");
@@ -622,7 +654,7 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   for (int64_t band : {plan->vj, lanes}) {
     int64_t j_end = j + (width - j) / band * band;
     if (j_end == j) continue;
-    Panels panels = make_panels(n, vi, {j, j_end}, band);
+    Panels panels = make_panels(n, vi, {j, j_end}, band, constants);
     Blocking blocking = plan_blocking(r, dst, vi, last, (j_end - j) / band, band, rows);
     std::vector<Stmt> tiles;
     std::vector<Range> t = full;
