@@ -5,13 +5,12 @@ BERT's GELU chains ran 2x slower so), while dims that regroup ([128, 96] -> [128
 split. Outputs must match ONNX Runtime.
 Usage: reshape_index.py KILN WORK_DIR"""
 import os
-import subprocess
 import sys
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+from one_input_case import run_kiln, write_case
 
 kiln, work = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(0)
@@ -24,29 +23,14 @@ cases = [  # name, input shape, target shape, whether the kernel may divide indi
 failed = 0
 for name, shape, target, may_divide in cases:
     case = os.path.join(work, name)
-    os.makedirs(os.path.join(case, "in"), exist_ok=True)
     nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Erf", ["r"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, target)],
-                              [numpy_helper.from_array(np.array(target, dtype=np.int64), "shape")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    path = os.path.join(case, "model.onnx")
-    onnx.save(model, path)
-    x = rng.standard_normal(shape).astype(np.float32)
-    with open(os.path.join(case, "in", "input_0.pb"), "wb") as f:
-        f.write(numpy_helper.from_array(x, "x").SerializeToString())
-    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    run = subprocess.run([kiln, "run", path, "--inputs", os.path.join(case, "in"), "--save-outputs",
-                          os.path.join(case, "out"), "--dump-ir", "tir"], capture_output=True, text=True)
-    if run.returncode != 0:
+    _, ref = write_case(case, nodes, shape, target, [numpy_helper.from_array(np.array(target, dtype=np.int64), "shape")],
+                        rng)
+    run, got = run_kiln(kiln, case, ["--dump-ir", "tir"])
+    if got is None:
         print(run.stderr)
         sys.exit(1)
     divides = "floordiv" in run.stderr or "floormod" in run.stderr
-    t = onnx.TensorProto()
-    with open(os.path.join(case, "out", "output_0.pb"), "rb") as f:
-        t.ParseFromString(f.read())
-    got = numpy_helper.to_array(t)
     diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
     ok = diff <= 1e-6 and (may_divide or not divides)
     print(f"{name}: {shape} -> {target}, index division {'yes' if divides else 'no'}, max abs diff {diff:.3g}"
