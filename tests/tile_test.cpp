@@ -102,6 +102,47 @@ TEST(Tile, Int8ProductsAreExact) {
     }
 }
 
+// B's panels in groups (two 32-column panels per group here: two full groups, a smaller last
+// one, then a partial panel of 13 columns), and each 32 x 32 block finished right after its
+// product into a separate output (D = C + 7, through a per-block buffer): every output
+// exactly once, with the product's exact value. Both on the vector kernels and on AMX.
+TEST(Tile, PanelGroupsAndBlockFinishCoverEveryOutputOnce) {
+  int64_t m = 40, n = 5 * 32 + 13, k = 64;
+  Buffer block = make_buffer("block", DType::I32, {32 * 32});
+  Buffer d = make_buffer("D", DType::I32, {m * n});
+  Buffer a = make_buffer("A", DType::U8, {m * k});
+  Buffer b = make_buffer("B", DType::I8, {vnni_panel_elements(k, n)});
+  BlockFinish finish = [&](const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band) {
+    Var i("fin_i" + std::to_string(band)), j("fin_j" + std::to_string(band));
+    Expr at = (row0 + i) * make_int(n) + col0 + j;
+    return make_for(i, make_int(0), make_int(rows), ForKind::Serial,
+                    make_for(j, make_int(0), make_int(cols), ForKind::Serial,
+                             make_store(d, {at}, load(d, {at}) + load(block, {Expr(i) * make_int(32) + j}) + make_int(7, DType::I32))));
+  };
+  int64_t panel_bytes = k * kPanelColumns;
+  Stmt body = tiled_matmul(block, a, b, m, n, k, false, make_int(0), make_int(0), make_int(0), 0, true, 2 * panel_bytes, finish);
+  ASSERT_TRUE(body);
+  int groups = 0;
+  visit(body, [&](const Stmt& s) { groups += s->kind == StmtKind::For && as<ForNode>(s)->var.name() == "tile_panel_group"; });
+  EXPECT_EQ(groups, 1) << "one loop over the full groups";
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> av(m * k), bv(k * n);
+  for (auto& v : av) v = uint8_t(byte(rng));
+  for (auto& v : bv) v = uint8_t(byte(rng));
+  std::vector<uint8_t> packed = pack_vnni(bv, k, n, vnni_group(DType::I8), true);
+  std::vector<int32_t> out(m * n, 0);  // each output is added to once: a second visit would show
+  auto lib = codegen::JitLibrary::compile({PrimFunc{"grouped", {d, a, b}, body}});
+  void* args[] = {out.data(), av.data(), packed.data()};
+  lib->lookup("grouped")(args);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t want = 7;
+      for (int64_t kk = 0; kk < k; ++kk) want += int64_t(av[i * k + kk]) * int64_t(int8_t(bv[kk * n + j]));
+      ASSERT_EQ(out[i * n + j], want) << "at " << i << "," << j;
+    }
+}
+
 std::string assembly_for(const TileCase& tc, const codegen::Target& target);
 
 // With one operand u8 and the other s8 within [-64, 64] (quantize_static's reduce_range
