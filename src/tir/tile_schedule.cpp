@@ -65,6 +65,27 @@ Expr finish(Expr product, const ReduceNode* r, const Expr& correction, const Epi
                                   : cast(dst_type, product);
 }
 
+// The BlockFinish of a stage whose products go to `block` (a 32 x 32 buffer): each result
+// (i, j) of a block at (row0, col0) is finished (initial value, zero-point correction,
+// epilogue) and stored to dst at the output axes `place` maps (row0 + i, col0 + j) to.
+BlockFinish finish_blocks(const Buffer& dst, const std::vector<Var>& axes, const Buffer& block, const ReduceNode* r,
+                          const Expr& correction, const Epilogue& epilogue,
+                          std::function<VarMap(const Expr& row, const Expr& col)> place) {
+  return [=](const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band) {
+    Var i(dst->name + "_block_i" + std::to_string(band)), j(dst->name + "_block_j" + std::to_string(band));
+    Expr value = finish(load(block, {Expr(i) * make_int(kTileBlock * kTileRows) + j}), r, correction, epilogue, dst->dtype);
+    VarMap at = place(row0 + i, col0 + j);
+    std::vector<Expr> index;
+    for (const Var& a : axes) {
+      auto it = at.find(a.as<VarNode>());
+      index.push_back(it == at.end() ? Expr(a) : simplify(it->second));
+    }
+    Stmt store = make_store(dst, index, simplify(substitute(value, at)));
+    return make_for(i, make_int(0), make_int(rows), ForKind::Serial,
+                    make_for(j, make_int(0), make_int(cols), ForKind::Serial, store));
+  };
+}
+
 // Whether the epilogue reads a tensor that varies over two or more output axes (a residual
 // input): finished block by block it would read that tensor 32 elements at a time from 32 rows
 // far apart, which the prefetchers do not follow (ResNet-50's int8 convs with a residual add
@@ -202,19 +223,14 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
     // epilogue) while in L1: output channel row0 + i, flat position col0 + j.
     Buffer block = make_buffer(dst->name + "_block", r->dtype, {kTileBlock * kTileRows * kTileBlock * kTileRows});
     Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
-    auto finish_block = [&](const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band) {
-      Var i(dst->name + "_block_i" + std::to_string(band)), j(dst->name + "_block_j" + std::to_string(band));
-      Expr value = finish(load(block, {Expr(i) * make_int(kTileBlock * kTileRows) + j}), r, correction, epilogue, dst->dtype);
-      VarMap at{{axes[1].as<VarNode>(), row0 + i}};
-      std::vector<Expr> position = spatial(col0 + j);
-      for (size_t d = 2; d < rank; ++d) at[axes[d].as<VarNode>()] = position[d - 2];
-      std::vector<Expr> index{axes[0]};
-      for (size_t d = 1; d < rank; ++d) index.push_back(simplify(at.at(axes[d].as<VarNode>())));
-      Stmt store = make_store(dst, index, simplify(substitute(value, at)));
-      return make_for(i, make_int(0), make_int(rows), ForKind::Serial, make_for(j, make_int(0), make_int(cols), ForKind::Serial, store));
+    auto place = [&](const Expr& channel, const Expr& position) {
+      VarMap at{{axes[1].as<VarNode>(), channel}};
+      std::vector<Expr> spatial_at = spatial(position);
+      for (size_t d = 2; d < rank; ++d) at[axes[d].as<VarNode>()] = spatial_at[d - 2];
+      return at;
     };
     per_image = tiled_matmul(block, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0), make_int(0), 0, true,
-                             group_bytes, finish_block);
+                             group_bytes, finish_blocks(dst, axes, block, r, correction, epilogue, place));
   }
   // Each image packs into its own buffer (the image loop may run in parallel).
   Stmt body = make_for(axes[0], make_int(0), make_int(dst->shape[0]), ForKind::Serial,
@@ -418,18 +434,11 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
     // epilogue) while in L1: row row0 + i, column col0 + j.
     Buffer block = make_buffer(dst->name + "_block", r->dtype, {kTileBlock * kTileRows * kTileBlock * kTileRows});
     Expr correction = colsum ? cast(DType::I32, p->a_zero_point) * load(colsum, {col}) : Expr();
-    auto finish_block = [&](const Expr& row0, int64_t rows, const Expr& col0, int64_t cols, int band) {
-      Var i(dst->name + "_block_i" + std::to_string(band)), j(dst->name + "_block_j" + std::to_string(band));
-      Expr value = finish(load(block, {Expr(i) * make_int(kTileBlock * kTileRows) + j}), r, correction, epilogue, dst->dtype);
-      VarMap at{{axes[rank - 2].as<VarNode>(), row0 + i}, {axes[rank - 1].as<VarNode>(), col0 + j}};
-      std::vector<Expr> index(axes.begin(), axes.end() - 2);
-      index.push_back(simplify(row0 + i));
-      index.push_back(simplify(col0 + j));
-      Stmt store = make_store(dst, index, simplify(substitute(value, at)));
-      return make_for(i, make_int(0), make_int(rows), ForKind::Serial, make_for(j, make_int(0), make_int(cols), ForKind::Serial, store));
+    auto place = [&](const Expr& row_at, const Expr& col_at) {
+      return VarMap{{axes[rank - 2].as<VarNode>(), row_at}, {axes[rank - 1].as<VarNode>(), col_at}};
     };
     body = tiled_matmul(block, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true, group_bytes,
-                        finish_block);
+                        finish_blocks(dst, axes, block, r, correction, epilogue, place));
   }
   // A B that differs per batch index is packed inside the batch loops, into buffers of each
   // iteration's own (the outer loop may run in parallel); otherwise once, before them.
