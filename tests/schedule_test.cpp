@@ -1,6 +1,7 @@
 // Schedule steps (tir/schedule_steps.h) and the default reduction schedules: every scheduled
 // kernel is compiled and run against a plain C++ reference; illegal steps must be refused
 // with a message naming the step, the loop and the reason.
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include <random>
@@ -144,6 +145,24 @@ TEST(ScheduleSteps, DefaultVectorizesInnerElementwiseLoops) {
   std::vector<float> A = test_data(50, 4), O(50);
   run(f, {A.data(), O.data()});
   for (int i = 0; i < 50; ++i) ASSERT_FLOAT_EQ(O[i], A[i] * 2 + 1) << i;
+}
+
+// A long dependence chain per element (an erf and three divisions, as a quantized GELU has)
+// takes twice the lanes, so each instruction has two independent halves; a short one keeps 8.
+TEST(ScheduleSteps, LongChainsGetTwiceTheLanes) {
+  Tensor a = placeholder({5, 40}, DType::F32, "a");
+  auto f32 = [](double v) { return make_const(DType::F32, v); };
+  Tensor out = compute({5, 40}, [&](const std::vector<Var>& i) {
+    return unary(UnOp::Erf, a(i[0], i[1]) / f32(1.5)) / f32(3.0) / f32(0.25);
+  }, "out");
+  PrimFunc f = lower("chain", {a}, {out});
+  EXPECT_EQ(to_string(vectorize_inner_loops(&f.body, 8)), "split(out_i1, 16); vectorize(out_i1_i)");
+  std::vector<float> A = test_data(200, 4), O(200);
+  run(f, {A.data(), O.data()});
+  for (int i = 0; i < 200; ++i) ASSERT_NEAR(O[i], std::erf(A[i] / 1.5f) / 3.0f / 0.25f, 1e-6) << i;
+  Elementwise e;
+  PrimFunc g = e.lowered();
+  EXPECT_EQ(to_string(vectorize_inner_loops(&g.body, 8)), "split(out_i1, 8); vectorize(out_i1_i)");
 }
 
 // The register-tiled GEMM with cache blocking: K = 1200 runs in reduction blocks (partial sums

@@ -330,19 +330,47 @@ Stmt apply_schedule(const Stmt& body, const std::vector<ScheduleStep>& steps) {
   return s;
 }
 
+namespace {
+
+// A rough measure, in cycles of latency, of the long operations on one element's dependence
+// chain in a loop body's stores: a division ~10, a square root ~12, an exp / log / erf / tanh
+// polynomial ~30 (adds and multiplies, however many, are not counted: wide sums such as the
+// Winograd transforms are trees, not chains).
+int64_t chain_cost(const Stmt& body) {
+  int64_t cost = 0;
+  visit(body, [&](const Stmt& s) {
+    if (s->kind != StmtKind::Store) return;
+    visit(as<StoreNode>(s)->value, [&](const Expr& e) {
+      if (e.kind() == ExprKind::Binary && e.as<BinaryNode>()->op == BinOp::Div && e.dtype() == DType::F32) cost += 10;
+      else if (e.kind() == ExprKind::Unary && e.as<UnaryNode>()->op == UnOp::Sqrt) cost += 12;
+      else if (e.kind() == ExprKind::Unary && e.as<UnaryNode>()->op >= UnOp::Exp && e.as<UnaryNode>()->op <= UnOp::Erf) cost += 30;
+    });
+  });
+  return cost;
+}
+
+}  // namespace
+
 std::vector<ScheduleStep> vectorize_inner_loops(Stmt* body, int64_t lanes) {
-  std::vector<std::string> names;
+  // Loops whose element takes a long dependence chain (a quantized GELU: five requantizing
+  // divisions around an erf) are latency-bound: the reorder buffer holds about one
+  // iteration. Twice the lanes give every instruction two independent register halves.
+  constexpr int64_t kLongChain = 60;
+  std::vector<std::pair<std::string, int64_t>> names;
   visit(*body, [&](const Stmt& s) {
     if (s->kind != StmtKind::For) return;
     auto n = as<ForNode>(s);
     int64_t ext;
     if (n->for_kind != ForKind::Serial || contains_loop(n->body) || !is_const_int(n->extent, &ext) || ext < lanes) return;
     if (!dependence(n, true).empty()) return;
-    if (std::find(names.begin(), names.end(), n->var.name()) == names.end()) names.push_back(n->var.name());
+    int64_t width = chain_cost(n->body) >= kLongChain && ext >= 2 * lanes ? 2 * lanes : lanes;
+    auto it = std::find_if(names.begin(), names.end(), [&](const auto& p) { return p.first == n->var.name(); });
+    if (it == names.end()) names.push_back({n->var.name(), width});
+    else it->second = std::min(it->second, width);
   });
   std::vector<ScheduleStep> chosen;
-  for (auto& name : names) {
-    std::vector<ScheduleStep> steps{{ScheduleStep::Kind::Split, {name}, lanes},
+  for (auto& [name, width] : names) {
+    std::vector<ScheduleStep> steps{{ScheduleStep::Kind::Split, {name}, width},
                                     {ScheduleStep::Kind::Vectorize, {name + "_i"}}};
     try {
       *body = apply_schedule(*body, steps);
