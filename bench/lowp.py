@@ -241,8 +241,8 @@ def render(model_rows, gemm_rows, peak, isa, amx):
                    "hardware: bf16 products run as f32 arithmetic on bf16-rounded operands (the numerics of AMX's "
                    "`tdpbf16ps`), int8 products as vector code (tile products — MatMul/Gemm, 1x1 and stride-1 window "
                    "convolutions with 64-multiple channels — as `vpmaddubsw` kernels where the weights lie in [-64, 64], "
-                   "`vpmaddwd` ones otherwise; i32 register tiles elsewhere). The AMX targets of issue 4 cannot be "
-                   "measured here.")
+                   "`vpmaddwd` ones otherwise; i32 register tiles elsewhere, exact f32 sums for 8-bit convolutions "
+                   "too small for tiles such as the C = 3 stem). The AMX targets of issue 4 cannot be measured here.")
     L = [BEGIN, "", "## Reduced precision: bf16 and int8 (issue 4)", "",
          f"Measured by `bench/lowp.py` (run by `bench/run.sh`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
          f"kiln git {git_head()}, on this machine: {isa}. {machine}", "",
