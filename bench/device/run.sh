@@ -44,6 +44,7 @@ fi
 if [[ $STAGES == *profile* ]]; then
   el profile
   for m in resnet50_v1 bert_base; do
+    [[ -f $M/$m/model.onnx ]] && timeout 60 $K/kiln bench $M/$m/model.onnx --threads 1 --iters 5 --warmup 1 --profile --top 12 2>&1 | tail -20
     [[ -f $M/$m/model.onnx ]] && timeout 60 $K/kiln bench $M/$m/model.onnx --precision bf16 --threads 1 --iters 5 --warmup 1 --profile --top 12 2>&1 | tail -20
     [[ -f $M/${m}_int8/model.onnx ]] && timeout 60 $K/kiln bench $M/${m}_int8/model.onnx --threads 1 --iters 5 --warmup 1 --profile --top 12 2>&1 | tail -20
   done
