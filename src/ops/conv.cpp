@@ -427,14 +427,10 @@ bool exact_in_f32(const Tensor& x, const Tensor& w) {
 std::vector<Tensor> qlinear_conv(OpContext& ctx) {
   ConvTerms terms = integer_terms(ctx, 2, 5);
   bool f32 = exact_in_f32(ctx.input(0), ctx.input(3));
-  if (f32) {
+  if (f32) {  // the same integer terms, converted to f32
     terms.acc = DType::F32;
-    terms.x_value = [&ctx](Expr x, Expr) {
-      return tir::cast(DType::F32, subtract_zero_point(tir::cast(DType::I32, x), zero_point_i32(ctx, 2, 0)));
-    };
-    terms.w_value = [&ctx](Expr w, Expr m) {
-      return tir::cast(DType::F32, subtract_zero_point(tir::cast(DType::I32, w), zero_point_i32(ctx, 5, m)));
-    };
+    terms.x_value = [x_i32 = terms.x_value](Expr x, Expr c) { return tir::cast(DType::F32, x_i32(x, c)); };
+    terms.w_value = [w_i32 = terms.w_value](Expr w, Expr m) { return tir::cast(DType::F32, w_i32(w, m)); };
   } else if (ctx.has_input(8)) {
     terms.init = [&ctx](Expr m) { return cast_if_needed(DType::I32, ctx.input(8)(m)); };
   }
