@@ -336,14 +336,23 @@ namespace {
 // chain in a loop body's stores: a division ~10, a square root ~12, an exp / log / erf / tanh
 // polynomial ~30 (adds and multiplies, however many, are not counted: wide sums such as the
 // Winograd transforms are trees, not chains).
+int64_t unary_cost(UnOp op) {
+  switch (op) {
+    case UnOp::Sqrt: return 12;
+    case UnOp::Exp: case UnOp::Log: case UnOp::Sin: case UnOp::Cos: case UnOp::Tan: case UnOp::Asin:
+    case UnOp::Acos: case UnOp::Atan: case UnOp::Sinh: case UnOp::Cosh: case UnOp::Tanh: case UnOp::Asinh:
+    case UnOp::Acosh: case UnOp::Atanh: case UnOp::Erf: return 30;
+    default: return 0;
+  }
+}
+
 int64_t chain_cost(const Stmt& body) {
   int64_t cost = 0;
   visit(body, [&](const Stmt& s) {
     if (s->kind != StmtKind::Store) return;
     visit(as<StoreNode>(s)->value, [&](const Expr& e) {
       if (e.kind() == ExprKind::Binary && e.as<BinaryNode>()->op == BinOp::Div && e.dtype() == DType::F32) cost += 10;
-      else if (e.kind() == ExprKind::Unary && e.as<UnaryNode>()->op == UnOp::Sqrt) cost += 12;
-      else if (e.kind() == ExprKind::Unary && e.as<UnaryNode>()->op >= UnOp::Exp && e.as<UnaryNode>()->op <= UnOp::Erf) cost += 30;
+      else if (e.kind() == ExprKind::Unary) cost += unary_cost(e.as<UnaryNode>()->op);
     });
   });
   return cost;
