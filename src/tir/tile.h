@@ -17,6 +17,8 @@ inline constexpr int64_t kTileRowBytes = 64;  // bytes of a tile row
 // A tile product covers up to 2 x 2 tiles of C: 4 accumulator, 2 A and 2 B registers (all 8
 // AMX has), so each loaded A and B tile serves two multiplies.
 inline constexpr int64_t kTileBlock = 2;
+// Elements of one tile product's C block (32 x 32 of f32 / i32).
+inline constexpr int64_t kBlockElements = kTileBlock * kTileRows * kTileBlock * kTileRows;
 
 // Consecutive k values B packs per 32-bit lane for A elements of type `t` (bf16: 2, int8: 4).
 int64_t vnni_group(DType t);

@@ -221,7 +221,7 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   } else {
     // Each 32 x 32 block of products is finished (initial value, zero-point correction,
     // epilogue) while in L1: output channel row0 + i, flat position col0 + j.
-    Buffer block = make_buffer(dst->name + "_block", r->dtype, {kTileBlock * kTileRows * kTileBlock * kTileRows});
+    Buffer block = make_buffer(dst->name + "_block", r->dtype, {kBlockElements});
     Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
     auto place = [&](const Expr& channel, const Expr& position) {
       VarMap at{{axes[1].as<VarNode>(), channel}};
@@ -432,7 +432,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   } else {
     // Each 32 x 32 block of products is finished (initial value, zero-point correction,
     // epilogue) while in L1: row row0 + i, column col0 + j.
-    Buffer block = make_buffer(dst->name + "_block", r->dtype, {kTileBlock * kTileRows * kTileBlock * kTileRows});
+    Buffer block = make_buffer(dst->name + "_block", r->dtype, {kBlockElements});
     Expr correction = colsum ? cast(DType::I32, p->a_zero_point) * load(colsum, {col}) : Expr();
     auto place = [&](const Expr& row_at, const Expr& col_at) {
       return VarMap{{axes[rank - 2].as<VarNode>(), row_at}, {axes[rank - 1].as<VarNode>(), col_at}};
