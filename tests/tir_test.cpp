@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "codegen/jit.h"
 #include "tir/equivalence.h"
 #include "tir/lower.h"
@@ -244,4 +246,51 @@ TEST(Tir, ParallelLoopFusedForBalance) {
   Tensor d = compute({4, 21, 64}, [&](const std::vector<Var>& i) { return c(i); }, "d");
   std::string even = to_string(parallelize_outer_loops(lower("copy", {c}, {d}).body, 1, 2));
   EXPECT_NE(even.find("parallel d_i0 in [0, 0 + 4):"), std::string::npos) << even;
+}
+
+// Each buffer of a kernel is its own alias scope (codegen/emitter.h, annotate_aliasing): a
+// store to the u8 output cannot clobber the f32 scale, so the scale's load leaves the loop
+// instead of being repeated after every store. The result is checked too.
+TEST(Tir, BuffersDoNotAliasSoInvariantLoadsLeaveLoops) {
+  Tensor a = placeholder({64, 1000}, DType::F32, "a");
+  Tensor s = placeholder({}, DType::F32, "s");
+  Tensor q = compute({64, 1000}, [&](const std::vector<Var>& i) { return cast(DType::U8, a(i) / s(std::vector<Expr>{})); }, "q");
+  PrimFunc f = lower("quant", {a, s}, {q});
+  std::string ir = codegen::emit_string({f}, codegen::FileKind::LLVMIR);
+  EXPECT_NE(ir.find("!alias.scope"), std::string::npos) << ir;
+  EXPECT_NE(ir.find("!noalias"), std::string::npos) << ir;
+  // The loops' blocks (those with a phi) that store to q load no scalar float.
+  std::istringstream lines(ir);
+  std::vector<std::string> block;
+  int store_blocks = 0;
+  auto check = [&] {
+    bool stores = false, loads_scalar = false, loops = false;
+    for (auto& l : block) {
+      loops |= l.find(" = phi ") != std::string::npos;
+      stores |= l.find("store <") != std::string::npos || l.find("store i8") != std::string::npos;
+      loads_scalar |= l.find("load float, ptr") != std::string::npos;
+    }
+    if (!stores || !loops) return;
+    ++store_blocks;
+    std::string text;
+    for (auto& l : block) text += l + "\n";
+    EXPECT_FALSE(loads_scalar) << "the scale is loaded again in a storing block:\n" << text;
+  };
+  for (std::string l; std::getline(lines, l);) {
+    bool label = !l.empty() && l[0] != ' ' && l.find(':') != std::string::npos && l.find("define") == std::string::npos;
+    if (label || l == "}") {
+      check();
+      block.clear();
+    }
+    block.push_back(l);
+  }
+  EXPECT_GT(store_blocks, 0) << ir;
+  auto lib = codegen::JitLibrary::compile({f});
+  std::vector<float> A(64 * 1000);
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(i % 200);
+  float S = 2;
+  std::vector<uint8_t> Q(A.size());
+  void* args[] = {A.data(), &S, Q.data()};
+  lib->lookup("quant")(args);
+  for (size_t i = 0; i < A.size(); ++i) ASSERT_EQ(Q[i], uint8_t(A[i] / 2)) << i;
 }

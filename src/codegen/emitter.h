@@ -41,6 +41,10 @@ class Emitter {
   llvm::Function* fn_ = nullptr;
   llvm::BasicBlock* entry_ = nullptr;
   std::unordered_map<const BufferNode*, llvm::Value*> bufs_;
+  // Every pointer that bufs_ ever held for the kernel being emitted, and the kernel's functions
+  // (itself and its outlined parallel bodies): what annotate_aliasing works on.
+  std::unordered_map<const llvm::Value*, const BufferNode*> buffer_of_;
+  std::vector<llvm::Function*> kernel_fns_;
   std::unordered_map<const VarNode*, llvm::Value*> vars_;
   int outlined_ = 0;
   // Set while emitting the body of a vectorized loop: its variable and lane count.
@@ -201,6 +205,18 @@ class Emitter {
   void emit_loop(const ForNode* n, llvm::Value* lo, llvm::Value* hi);
 
   void emit_allocate(const AllocateNode* n);
+
+  // Binds buffer `buf` to pointer `p` in bufs_ and remembers which buffer `p` is.
+  void bind(const BufferNode* buf, llvm::Value* p);
+
+  // Tells LLVM that accesses to different buffers of one kernel never overlap: each buffer gets
+  // an alias scope, and every load, store and memory intrinsic whose address derives from one
+  // buffer's pointer is in that buffer's scope and noalias with the others'. Without it, every
+  // store (to a u8 output, say) may clobber every loaded parameter, so loop-invariant loads of
+  // scales and zero points stay in the innermost loop. Sound because the runtime never passes
+  // overlapping memory for two parameters of which one is written (runtime/compile.cpp:
+  // outputs are fresh values; intermediates alive in the same step never share arena space).
+  void annotate_aliasing(const std::string& kernel);
 };
 
 }  // namespace kiln::codegen

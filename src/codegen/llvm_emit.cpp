@@ -1,5 +1,8 @@
 #include "codegen/llvm_emit.h"
 
+#include <llvm/Analysis/ValueTracking.h>
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/MDBuilder.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
@@ -27,16 +30,18 @@ void Emitter::emit(const PrimFunc& f) {
   b_.SetInsertPoint(entry_);
   bufs_.clear();
   vars_.clear();
+  buffer_of_.clear();
+  kernel_fns_ = {fn_};
   for (size_t i = 0; i < f.params.size(); ++i) {
     auto* slot = b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(0), i);
-    auto* p = b_.CreateLoad(ptr, slot, f.params[i]->name);
-    bufs_[f.params[i].get()] = p;
+    bind(f.params[i].get(), b_.CreateLoad(ptr, slot, f.params[i]->name));
   }
   b_.SetInsertPoint(body);
   emit(f.body);
   b_.CreateRetVoid();
   b_.SetInsertPoint(entry_);
   b_.CreateBr(body);
+  annotate_aliasing(f.name);
   std::string err;
   llvm::raw_string_ostream os(err);
   if (llvm::verifyFunction(*fn_, &os)) KILN_CHECK(false, "invalid LLVM IR for ", f.name, ": ", err);
@@ -667,11 +672,12 @@ void Emitter::emit_parallel_for(const ForNode* n) {
   auto* saved_block = b_.GetInsertBlock();
 
   fn_ = body_fn;
+  kernel_fns_.push_back(body_fn);
   entry_ = llvm::BasicBlock::Create(ctx_, "entry", fn_);
   auto* start = llvm::BasicBlock::Create(ctx_, "body", fn_);
   b_.SetInsertPoint(entry_);
   for (size_t i = 0; i < bufs.size(); ++i)
-    bufs_[bufs[i].first] = b_.CreateLoad(ptr, b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(2), i));
+    bind(bufs[i].first, b_.CreateLoad(ptr, b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(2), i)));
   for (size_t i = 0; i < vars.size(); ++i)
     vars_[vars[i].first] =
         b_.CreatePtrToInt(b_.CreateLoad(ptr, b_.CreateConstInBoundsGEP1_64(ptr, fn_->getArg(2), bufs.size() + i)), i64);
@@ -727,7 +733,7 @@ void Emitter::emit_allocate(const AllocateNode* n) {
   if (bytes <= kMaxStackBytes) {
     // Entry-block allocas are promoted to registers (scalars) and never grow the stack in loops.
     llvm::IRBuilder<> eb(entry_, entry_->begin());
-    bufs_[buf.get()] = eb.CreateAlloca(et, eb.getInt64(std::max<int64_t>(1, shape_numel(buf->shape))), buf->name);
+    bind(buf.get(), eb.CreateAlloca(et, eb.getInt64(std::max<int64_t>(1, shape_numel(buf->shape))), buf->name));
     emit(n->body);
     bufs_.erase(buf.get());
     return;
@@ -736,10 +742,66 @@ void Emitter::emit_allocate(const AllocateNode* n) {
   auto mal = mod_.getOrInsertFunction("malloc", llvm::FunctionType::get(ptr, {b_.getInt64Ty()}, false));
   auto fre = mod_.getOrInsertFunction("free", llvm::FunctionType::get(b_.getVoidTy(), {ptr}, false));
   auto* p = b_.CreateCall(mal, {b_.getInt64(bytes)}, buf->name);
-  bufs_[buf.get()] = p;
+  bind(buf.get(), p);
   emit(n->body);
   b_.CreateCall(fre, {p});
   bufs_.erase(buf.get());
+}
+
+void Emitter::bind(const BufferNode* buf, llvm::Value* p) {
+  bufs_[buf] = p;
+  buffer_of_[p] = buf;
+}
+
+void Emitter::annotate_aliasing(const std::string& kernel) {
+  llvm::MDBuilder mdb(ctx_);
+  llvm::MDNode* domain = mdb.createAnonymousAliasScopeDomain(kernel);
+  std::unordered_map<const BufferNode*, llvm::MDNode*> scope;
+  std::vector<const BufferNode*> order;  // deterministic metadata order
+  for (auto& [p, buf] : buffer_of_)
+    if (scope.emplace(buf, nullptr).second) order.push_back(buf);
+  if (order.size() < 2) return;
+  std::sort(order.begin(), order.end(), [&](const BufferNode* a, const BufferNode* b) { return a->name < b->name || (a->name == b->name && a < b); });
+  for (auto* buf : order) scope[buf] = mdb.createAnonymousAliasScope(domain, buf->name);
+  // The buffer an address derives from, or null (the argument array, a closure slot).
+  auto buffer_at = [&](const llvm::Value* addr) -> const BufferNode* {
+    if (!addr->getType()->isPtrOrPtrVectorTy()) return nullptr;
+    const llvm::Value* base = llvm::getUnderlyingObject(addr, 0);
+    if (auto it = buffer_of_.find(base); it != buffer_of_.end()) return it->second;
+    // A gather's or scatter's vector of pointers: the scalar base of its GEP.
+    if (auto* gep = llvm::dyn_cast<llvm::GetElementPtrInst>(addr); gep && gep->getType()->isVectorTy()) {
+      base = llvm::getUnderlyingObject(gep->getPointerOperand(), 0);
+      if (auto it = buffer_of_.find(base); it != buffer_of_.end()) return it->second;
+    }
+    return nullptr;
+  };
+  auto annotate = [&](llvm::Instruction& inst, const BufferNode* buf) {
+    llvm::SmallVector<llvm::Metadata*, 16> others;
+    for (auto* o : order)
+      if (o != buf) others.push_back(scope[o]);
+    inst.setMetadata(llvm::LLVMContext::MD_alias_scope, llvm::MDNode::get(ctx_, {scope[buf]}));
+    inst.setMetadata(llvm::LLVMContext::MD_noalias, llvm::MDNode::get(ctx_, others));
+  };
+  for (llvm::Function* fn : kernel_fns_)
+    for (llvm::BasicBlock& bb : *fn)
+      for (llvm::Instruction& inst : bb) {
+        const BufferNode* buf = nullptr;
+        if (auto* ld = llvm::dyn_cast<llvm::LoadInst>(&inst)) buf = buffer_at(ld->getPointerOperand());
+        else if (auto* st = llvm::dyn_cast<llvm::StoreInst>(&inst)) buf = buffer_at(st->getPointerOperand());
+        else if (auto* call = llvm::dyn_cast<llvm::IntrinsicInst>(&inst)) {
+          // Masked loads and stores, gathers, scatters: every pointer operand in one buffer.
+          bool any = false, one = true;
+          for (llvm::Value* a : call->args()) {
+            if (!a->getType()->isPtrOrPtrVectorTy()) continue;
+            const BufferNode* b = buffer_at(a);
+            one &= b != nullptr && (!any || b == buf);
+            buf = b;
+            any = true;
+          }
+          if (!any || !one) buf = nullptr;
+        }
+        if (buf) annotate(inst, buf);
+      }
 }
 
 std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const std::string& module_name,
