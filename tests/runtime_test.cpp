@@ -147,6 +147,54 @@ TEST(Runtime, ConvWithBiasGivesTheSameResultEveryRun) {
   }
 }
 
+// y = Relu(a) + Neg(b): the Add joins the kernel of one input's producer and inlines the
+// other's, elementwise and of the same shape, so one kernel computes everything. With c of a
+// broadcast shape, Neg(c) is stored once instead of being recomputed for every row.
+TEST(Runtime, ElementwiseSideInputsAreInlined) {
+  auto write = [](const char* name, std::vector<int64_t> other_shape) {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    m.add_opset_import()->set_version(13);
+    auto* g = m.mutable_graph();
+    g->set_name("g");
+    auto input = [&](const char* in, std::vector<int64_t> dims, onnx::ValueInfoProto* vi) {
+      vi->set_name(in);
+      auto* tt = vi->mutable_type()->mutable_tensor_type();
+      tt->set_elem_type(onnx::TensorProto::FLOAT);
+      for (auto d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
+    };
+    input("a", {4, 8}, g->add_input());
+    input("b", other_shape, g->add_input());
+    auto node = [&](const char* op, std::vector<std::string> ins, const char* out) {
+      auto* n = g->add_node();
+      n->set_op_type(op);
+      for (auto& i : ins) n->add_input(i);
+      n->add_output(out);
+    };
+    node("Relu", {"a"}, "r");
+    node("Neg", {"b"}, "n");
+    node("Add", {"r", "n"}, "y");
+    input("y", {4, 8}, g->add_output());
+    auto path = (std::filesystem::temp_directory_path() / name).string();
+    std::ofstream f(path, std::ios::binary);
+    m.SerializeToOstream(&f);
+    return path;
+  };
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (bool broadcast : {false, true}) {
+    kiln::Shape bs = broadcast ? kiln::Shape{8} : kiln::Shape{4, 8};
+    kiln::Model m = kiln::Model::compile_file(write(broadcast ? "kiln_rt_side_bc.onnx" : "kiln_rt_side.onnx", bs));
+    EXPECT_EQ(m.num_kernels(), broadcast ? 2 : 1);
+    kiln::HostTensor a(kiln::DType::F32, {4, 8}), b(kiln::DType::F32, bs);
+    for (int i = 0; i < 32; ++i) a.as<float>()[i] = u(rng);
+    for (int i = 0; i < int(kiln::shape_numel(bs)); ++i) b.as<float>()[i] = u(rng);
+    auto out = m.run({a, b});
+    for (int i = 0; i < 32; ++i)
+      ASSERT_EQ(out[0].as<float>()[i], std::max(0.f, a.as<float>()[i]) - b.as<float>()[broadcast ? i % 8 : i]) << i;
+  }
+}
+
 TEST(Runtime, RejectsWrongInputs) {
   kiln::CompileOptions opts;
   opts.shapes["a"] = {4, 8};

@@ -506,11 +506,14 @@ class Compiler {
   // it uses, made by a kernel with that single output, and every output of `n` is elementwise
   // (no reduction), `n` is converted again over the producer's tensor instead of a
   // placeholder; the producer's kernel is dropped and the new kernel computes both (the
-  // producer's result is inlined, or the consumer becomes a reduction's epilogue). A Reduce*
+  // producer's result is inlined, or the consumer becomes a reduction's epilogue). A reducing
+  // producer is preferred, and the other inputs' single-use, wholly elementwise producers of
+  // the consumer's own shape are inlined as well (a residual Add's DequantizeLinear: the
+  // quantized bytes are read instead of a stored f32 copy). A Reduce*
   // node, which reads each input element once, likewise takes in a wholly elementwise
   // producer, inlined into its terms (LayerNorm's squares: Pow then ReduceMean), so the
   // producer's tensor is never stored. Other reductions (a Conv's window) would recompute it.
-  // Returns the fused producer's description ("node 'a' (Conv) + "), or "" when nothing fused.
+  // Returns the fused producers' description ("node 'a' (Conv) + "), or "" when nothing fused.
   std::string fuse_into_producer(const graph::Node& n, const ops::OpInfo* info, const std::vector<tir::Tensor>& ins,
                                  const std::vector<const HostTensor*>& values, std::vector<tir::Tensor>& outs,
                                  std::vector<tir::Tensor>& params, std::vector<std::string>& arg_names) {
@@ -525,31 +528,54 @@ class Compiler {
     bool reads_once = n.domain.empty() && n.op_type.rfind("Reduce", 0) == 0;
     for (auto& o : outs)
       if (!o.op() || (reduces(o) && !reads_once)) return "";
-    for (size_t i = 0; i < ins.size(); ++i) {
+    auto fusable = [&](size_t i) {
       auto it = ins[i].defined() ? producers_.find(n.inputs[i]) : producers_.end();
-      if (it == producers_.end() || uses_[n.inputs[i]] != 1) continue;
-      if (reads_once && reduces(it->second.out)) continue;
-      Producer p = it->second;
-      producers_.erase(it);
-      std::vector<tir::Tensor> fused_ins = ins;
-      fused_ins[i] = p.out;
-      ops::OpContext ctx(n, fused_ins, values);
-      std::vector<tir::Tensor> fused_outs = info->convert(ctx);
-      std::vector<tir::Tensor> used;
-      for (size_t k = 0; k < n.outputs.size(); ++k)
-        if (!n.outputs[k].empty()) used.push_back(fused_outs[k]);
-      outs = used;
-      params = p.params;
-      arg_names = p.args;
-      for (size_t k = 0; k < ins.size(); ++k)
-        if (k != i && ins[k].defined()) {
-          params.push_back(ins[k]);
-          arg_names.push_back(n.inputs[k]);
-        }
-      kernels_[p.kernel].dead = true;
-      return kernels_[p.kernel].fused + kernels_[p.kernel].node_label + " + ";
+      if (it == producers_.end() || uses_[n.inputs[i]] != 1) return false;
+      return !(reads_once && reduces(it->second.out));
+    };
+    std::optional<size_t> main;
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (fusable(i) && (!main || (reduces(producers_.at(n.inputs[i]).out) && !reduces(producers_.at(n.inputs[*main]).out))))
+        main = i;
+    if (!main) return "";
+    std::vector<std::optional<Producer>> taken(ins.size());
+    for (size_t i = 0; i < ins.size(); ++i) {
+      if (!fusable(i)) continue;
+      const Producer& p = producers_.at(n.inputs[i]);
+      bool inline_side = !reduces(p.out) && !reads_once && p.out.shape() == outs[0].shape();
+      if (i != *main && !inline_side) continue;
+      taken[i] = p;
+      producers_.erase(n.inputs[i]);
     }
-    return "";
+    std::vector<tir::Tensor> fused_ins = ins;
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (taken[i]) fused_ins[i] = taken[i]->out;
+    ops::OpContext ctx(n, fused_ins, values);
+    std::vector<tir::Tensor> fused_outs = info->convert(ctx);
+    std::vector<tir::Tensor> used;
+    for (size_t k = 0; k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty()) used.push_back(fused_outs[k]);
+    outs = used;
+    params = taken[*main]->params;
+    arg_names = taken[*main]->args;
+    std::string label;
+    auto take = [&](const Producer& p) {
+      kernels_[p.kernel].dead = true;
+      label += kernels_[p.kernel].fused + kernels_[p.kernel].node_label + " + ";
+    };
+    take(*taken[*main]);
+    for (size_t k = 0; k < ins.size(); ++k) {
+      if (k == *main || !ins[k].defined()) continue;
+      if (!taken[k]) {
+        params.push_back(ins[k]);
+        arg_names.push_back(n.inputs[k]);
+        continue;
+      }
+      params.insert(params.end(), taken[k]->params.begin(), taken[k]->params.end());
+      arg_names.insert(arg_names.end(), taken[k]->args.begin(), taken[k]->args.end());
+      take(*taken[k]);
+    }
+    return label;
   }
 
   graph::Graph sweep(graph::Graph g) {
@@ -707,6 +733,11 @@ class Compiler {
       hoist_constant_fills(g, f, arg_names);
       drop_unread_inputs(f, arg_names);
       std::string schedule = schedule_kernel(f);
+      // Generated code assumes that a written buffer overlaps no other argument (codegen's
+      // alias scopes): an output is never also an input of its kernel.
+      for (auto& o : out_names)
+        if (std::count(arg_names.begin(), arg_names.end(), o))
+          fail(n.label(), ": output '", o, "' is also one of the node's inputs");
       arg_names.insert(arg_names.end(), out_names.begin(), out_names.end());
       kernels_.push_back({f, nullptr, false, n.label(), fused, arg_names, schedule});
       if (used_outs.size() == 1 && uses_[out_names[0]] == 1)
