@@ -309,32 +309,53 @@ Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const Re
     });
   }
 
-  // Output rows in blocks of `rows` (C: m x rows * wp accumulators, within 64 KiB).
+  // C in blocks within 64 KiB, either of output rows (all channels: each block reads every
+  // weight again) or, where that re-reads more bytes, of output channels over all rows (each
+  // block reads the packed image again): a 7 x 7 image of 512 channels has 2.4 MB of 8-bit
+  // weights but a 45 KB image, and 3 row blocks of 27 columns plus one of 9 would read the
+  // weights 3 times over in narrow products.
   constexpr int64_t kBlockBytes = 64 * 1024;
-  int64_t rows = std::clamp<int64_t>(kBlockBytes / (m * wp * dtype_bytes(r->dtype)), 1, h);
+  int64_t acc_bytes = dtype_bytes(r->dtype);
+  int64_t rows = std::clamp<int64_t>(kBlockBytes / (m * wp * acc_bytes), 1, h);
+  int64_t channel_block = 0;  // 0: blocks of rows
+  for (int64_t mb = m; mb >= kPanelColumns; mb -= kPanelColumns)
+    if (m % mb == 0 && mb * h * wp * acc_bytes <= kBlockBytes) {
+      int64_t weight_reads = (h + rows - 1) / rows * offsets * m * channels;
+      int64_t image_reads = m / mb * channels * cols;
+      if (image_reads < weight_reads) channel_block = mb;
+      break;
+    }
   Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
-  auto row_block = [&](const Expr& h0, int64_t count) {
+  // Outputs [m0, m0 + m_count) x rows [h0, h0 + count).
+  auto block = [&](const Expr& m0, int64_t m_count, const Expr& h0, int64_t count) {
     int64_t n = count * wp;
-    Buffer acc = make_buffer(dst->name + "_tiles", r->dtype, {m * n});
+    Buffer acc = make_buffer(dst->name + "_tiles", r->dtype, {m_count * n});
     std::vector<Stmt> steps;
     for (int64_t t = 0; t < offsets; ++t) {
       Expr shift = (h0 + make_int(t / kw)) * make_int(wp) + make_int(t % kw);
-      steps.push_back(tiled_matmul(acc, weights, packed, m, n, channels, t > 0, make_int(0), make_int(t * m * channels),
-                                   shift * make_int(g), cols));
+      steps.push_back(tiled_matmul(acc, weights, packed, m_count, n, channels, t > 0, make_int(0),
+                                   (make_int(t * m) + m0) * make_int(channels), shift * make_int(g), cols));
     }
-    Expr at = (Expr(axes[1]) * make_int(count) + (Expr(axes[2]) - h0)) * make_int(wp) + axes[3];
+    Expr at = ((Expr(axes[1]) - m0) * make_int(count) + (Expr(axes[2]) - h0)) * make_int(wp) + axes[3];
     Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()),
                             finish(load(acc, {at}), r, correction, epilogue, dst->dtype));
-    apply = make_for(axes[1], make_int(0), make_int(m), ForKind::Serial,
+    apply = make_for(axes[1], m0, make_int(m_count), ForKind::Serial,
                      make_for(axes[2], h0, make_int(count), ForKind::Serial,
                               make_for(axes[3], make_int(0), make_int(wd), ForKind::Serial, apply)));
     steps.push_back(apply);
     return make_allocate(acc, make_seq(steps));
   };
-  Var hb(dst->name + "_row_block");
-  std::vector<Stmt> blocks{make_for(hb, make_int(0), make_int(h / rows), ForKind::Serial,
-                                    row_block(Expr(hb) * make_int(rows), rows))};
-  if (h % rows) blocks.push_back(row_block(make_int(h / rows * rows), h % rows));
+  std::vector<Stmt> blocks;
+  if (channel_block) {
+    Var mblk(dst->name + "_channel_block");
+    blocks.push_back(make_for(mblk, make_int(0), make_int(m / channel_block), ForKind::Serial,
+                              block(Expr(mblk) * make_int(channel_block), channel_block, make_int(0), h)));
+  } else {
+    Var hb(dst->name + "_row_block");
+    blocks.push_back(make_for(hb, make_int(0), make_int(h / rows), ForKind::Serial,
+                              block(make_int(0), m, Expr(hb) * make_int(rows), rows)));
+    if (h % rows) blocks.push_back(block(make_int(0), m, make_int(h / rows * rows), h % rows));
+  }
   Stmt body = make_for(axes[0], make_int(0), make_int(n_images), ForKind::Serial,
                        make_allocate(packed, make_seq({pack, make_seq(blocks)})));
   if (rowsum) body = make_allocate(rowsum, make_seq({sums, body}));

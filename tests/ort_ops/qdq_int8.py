@@ -97,6 +97,17 @@ def windows():
                    const("b2", 16)], [1, 64, 9, 9], [1, 16, 5, 5]
 
 
+def deep_windows():
+    """A 3x3 convolution from 64 to 512 channels over a 7 x 7 image (ResNet-50's last stage in
+    small): its weights outweigh the packed image, so the sums go in two blocks of 256 output
+    channels over all rows (src/tir/tile_schedule.cpp, window_conv_tiles)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["y"]),
+    ]
+    return nodes, [const("w1", 512, 64, 3, 3, scale=0.05), const("b1", 512)], [1, 64, 7, 7], [1, 512, 7, 7]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -105,7 +116,7 @@ class Reader(CalibrationDataReader):
         return next(self.data, None)
 
 
-def check(name, build, fused_ops, tiles=0):
+def check(name, build, fused_ops, tiles=0, tir_has=None):
     nodes, inits, in_shape, out_shape = build()
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
                               [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
@@ -138,6 +149,9 @@ def check(name, build, fused_ops, tiles=0):
     if len(kernels) != tiles:
         print(f"FAIL {name}: {len(kernels)} kernels with tile products under --emulate-amx, expected {tiles}")
         return False
+    if tir_has and tir_has not in dump.stdout + dump.stderr:
+        print(f"FAIL {name}: no '{tir_has}' in the loop IR")
+        return False
 
     x = rng.standard_normal(in_shape).astype(np.float32)
     with open(os.path.join(case, "in", "input_0.pb"), "wb") as f:
@@ -169,6 +183,7 @@ results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("gemms", gemms, {"QLinearMatMul": 2}),
            check("projections", projections, {"QLinearMatMul": 2}, tiles=2),
            check("pointwise", pointwise, {"QLinearConv": 2}, tiles=2),
-           check("windows", windows, {"QLinearConv": 2}, tiles=2)]
+           check("windows", windows, {"QLinearConv": 2}, tiles=2),
+           check("deep_windows", deep_windows, {"QLinearConv": 1}, tiles=1, tir_has="_channel_block in [0, 0 + 2)")]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)
