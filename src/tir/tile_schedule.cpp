@@ -86,23 +86,6 @@ BlockFinish finish_blocks(const Buffer& dst, const std::vector<Var>& axes, const
   };
 }
 
-// Whether the epilogue reads a tensor that varies over two or more output axes (a residual
-// input): finished block by block it would read that tensor 32 elements at a time from 32 rows
-// far apart, which the prefetchers do not follow (ResNet-50's int8 convs with a residual add
-// took 1.5x longer so); such epilogues run over the whole C after the products instead.
-bool reads_tensor(const Epilogue& epilogue, const std::vector<Var>& axes) {
-  bool found = false;
-  if (epilogue.value.defined())
-    visit(epilogue.value, [&](const Expr& e) {
-      if (e.kind() != ExprKind::Load) return;
-      int used = 0;
-      for (const Var& a : axes)
-        for (const Expr& i : e.as<LoadNode>()->indices) used += uses_var(i, a.as<VarNode>()) ? 1 : 0;
-      found |= used >= 2;
-    });
-  return found;
-}
-
 // The two operands of a tile-shaped product term, A's zero point for the int8 form.
 struct Product {
   const LoadNode* a = nullptr;
@@ -207,17 +190,6 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   if (direct) {
     per_image = tiled_matmul(dst, w->buffer, packed, m, pixels, kk, false, image, make_int(0), make_int(0), 0, true,
                              group_bytes);
-  } else if (reads_tensor(epilogue, axes)) {
-    Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * pixels});
-    Expr q = make_int(0);
-    for (size_t d = 2; d < rank; ++d) q = q * make_int(dst->shape[d]) + axes[d];
-    Expr correction = rowsum ? cast(DType::I32, p.a_zero_point) * load(rowsum, {Expr(axes[1])}) : Expr();
-    Expr value = finish(load(c, {Expr(axes[1]) * make_int(pixels) + q}), r, correction, epilogue, dst->dtype);
-    Stmt apply = make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value);
-    for (size_t d = rank; d-- > 1;) apply = make_for(axes[d], make_int(0), make_int(dst->shape[d]), ForKind::Serial, apply);
-    per_image = make_allocate(c, make_seq({tiled_matmul(c, w->buffer, packed, m, pixels, kk, false, make_int(0), make_int(0),
-                                                        make_int(0), 0, true, group_bytes),
-                                           apply}));
   } else {
     // Each 32 x 32 block of products is finished (initial value, zero-point correction,
     // epilogue) while in L1: output channel row0 + i, flat position col0 + j.
@@ -437,19 +409,6 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   if (direct) {
     body = tiled_matmul(dst, a->buffer, packed, m, n, kk, false, flat_offset(dst_start, dst->shape), a_base, make_int(0), 0,
                         true, group_bytes);
-  } else if (reads_tensor(epilogue, axes)) {
-    // The products into a scratch m x n block, then per element: the initial value, the
-    // zero-point correction and the epilogue.
-    Buffer c = make_buffer(dst->name + "_tiles", r->dtype, {m * n});
-    Expr correction = colsum ? cast(DType::I32, p->a_zero_point) * load(colsum, {col}) : Expr();
-    Expr value = finish(load(c, {row * make_int(n) + col}), r, correction, epilogue, dst->dtype);
-    Stmt apply = make_for(axes[rank - 2], make_int(0), make_int(m), ForKind::Serial,
-                          make_for(axes[rank - 1], make_int(0), make_int(n), ForKind::Serial,
-                                   make_store(dst, std::vector<Expr>(axes.begin(), axes.end()), value)));
-    body = make_allocate(
-        c, make_seq({tiled_matmul(c, a->buffer, packed, m, n, kk, false, make_int(0), a_base, make_int(0), 0, true,
-                                  group_bytes),
-                     apply}));
   } else {
     // Each 32 x 32 block of products is finished (initial value, zero-point correction,
     // epilogue) while in L1: row row0 + i, column col0 + j.

@@ -108,6 +108,20 @@ def deep_windows():
     return nodes, [const("w1", 512, 64, 3, 3, scale=0.05), const("b1", 512)], [1, 64, 7, 7], [1, 512, 7, 7]
 
 
+def residual():
+    """A 1x1 convolution whose epilogue adds a residual (the quantized input, dequantized in
+    the epilogue) and requantizes, block by block after each tile product, as in ResNet."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"]),
+        helper.make_node("Add", ["c2", "r1"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    return nodes, [const("w1", 64, 64, 1, 1, scale=0.1), const("b1", 64), const("w2", 64, 64, 1, 1, scale=0.1),
+                   const("b2", 64)], [1, 64, 10, 10], [1, 64, 10, 10]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -116,7 +130,7 @@ class Reader(CalibrationDataReader):
         return next(self.data, None)
 
 
-def check(name, build, fused_ops, tiles=0, tir_has=None):
+def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True):
     nodes, inits, in_shape, out_shape = build()
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
                               [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
@@ -128,9 +142,12 @@ def check(name, build, fused_ops, tiles=0, tir_has=None):
     onnx.save(model, float_path)
     quantize_static(float_path, q_path, Reader(in_shape), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
-    # Every quantized value becomes an output, so each integer kernel is compared on its own.
+    # Every quantized value becomes an output, so each integer kernel is compared on its own
+    # (only the last where the case is about fusing them: a value with two readers is stored).
     q = onnx.load(q_path)
     quantized = [n.output[0] for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    if not every_value:
+        quantized = quantized[-1:]
     inferred = onnx.shape_inference.infer_shapes(q)
     types = {v.name: v for v in inferred.graph.value_info}
     q.graph.output.extend(types[v] for v in quantized)
@@ -148,6 +165,9 @@ def check(name, build, fused_ops, tiles=0, tir_has=None):
     kernels = [k for k in (dump.stdout + dump.stderr).split("\nfunc ") if "tile_matmul" in k]
     if len(kernels) != tiles:
         print(f"FAIL {name}: {len(kernels)} kernels with tile products under --emulate-amx, expected {tiles}")
+        return False
+    if tir_has and not any(tir_has in k for k in kernels):
+        print(f"FAIL {name}: no '{tir_has}' in a kernel with tile products")
         return False
     if tir_has and tir_has not in dump.stdout + dump.stderr:
         print(f"FAIL {name}: no '{tir_has}' in the loop IR")
@@ -184,6 +204,7 @@ results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("projections", projections, {"QLinearMatMul": 2}, tiles=2),
            check("pointwise", pointwise, {"QLinearConv": 2}, tiles=2),
            check("windows", windows, {"QLinearConv": 2}, tiles=2),
+           check("residual", residual, {"QLinearConv": 2}, tiles=2, tir_has="y_QuantizeLinear(", every_value=False),
            check("deep_windows", deep_windows, {"QLinearConv": 1}, tiles=1, tir_has="_channel_block in [0, 0 + 2)")]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)
