@@ -216,6 +216,28 @@ TEST(Tir, InterleavedVectorLoads) {
   }
 }
 
+// Four rows of bytes interleaved (the VNNI packing of an 8-bit operand, tir/tile_schedule.cpp):
+// per 32 lanes one 8-byte load of each row and shuffles, no per-byte inserts.
+TEST(Tir, FourWayInterleavedByteLoads) {
+  const int64_t n = 256;
+  Tensor a = placeholder({4, n / 4}, DType::U8, "a");
+  Tensor packed = compute({n}, [&](const std::vector<Var>& i) {
+    return a(floormod(Expr(i[0]), make_int(4)), floordiv(Expr(i[0]), make_int(4)));
+  }, "packed");
+  PrimFunc f = lower("vnni", {a}, {packed});
+  EXPECT_EQ(to_string(vectorize_inner_loops(&f.body, 32)), "split(packed_i0, 32); vectorize(packed_i0_i)");
+  std::string as = codegen::emit_string({f}, codegen::FileKind::Assembly);
+  EXPECT_EQ(as.find("gather"), std::string::npos) << as;
+  EXPECT_EQ(as.find("vpinsrb"), std::string::npos) << as;
+  EXPECT_NE(as.find("punpck"), std::string::npos) << as;
+  auto lib = codegen::JitLibrary::compile({f});
+  std::vector<uint8_t> A(static_cast<size_t>(n)), B(static_cast<size_t>(n));
+  for (size_t i = 0; i < A.size(); ++i) A[i] = uint8_t(i * 7 + 3);
+  void* args[] = {A.data(), B.data()};
+  lib->lookup("vnni")(args);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(B[size_t(i)], A[size_t(i % 4 * n / 4 + i / 4)]) << "element " << i;
+}
+
 // A consumer reading the reduction at its own position, a batch dimension of one written as
 // the constant 0 (as broadcasting does), is the reduction's epilogue: nothing is stored
 // between them.

@@ -98,9 +98,10 @@ class Emitter {
   // beyond the last lane's element.
   static constexpr int64_t kMaxShuffledStride = 4;
   llvm::Value* strided_load(const LoadNode* n, llvm::Type* et, int64_t stride);
-  // Lanes that alternate between two contiguous runs (the even lanes one, the odd the other:
-  // a 2x interleave of phase planes, a 2x nearest upsample): two half-width loads and one
-  // shuffle instead of a gather. Null when the load is not of that form.
+  // Lanes that alternate between two or four contiguous runs (lane l from run l % runs: a 2x
+  // interleave of phase planes, a 2x nearest upsample, the VNNI packing of 8-bit operands,
+  // which interleaves 4 rows): one load per run and shuffles instead of a gather. Null when
+  // the load is not of that form.
   llvm::Value* interleaved_load(const LoadNode* n, llvm::Type* et);
 
   void vector_store(const StoreNode* n);

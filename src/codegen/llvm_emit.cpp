@@ -266,26 +266,40 @@ llvm::Value* Emitter::vector_load(const LoadNode* n) {
 }
 
 llvm::Value* Emitter::interleaved_load(const LoadNode* n, llvm::Type* et) {
-  constexpr int64_t kPhases = 2;
   auto* lane0 = llvm::dyn_cast<llvm::ConstantInt>(vars_.at(vec_var_));
-  if (!lane0 || lane0->getSExtValue() % kPhases || lanes_ % kPhases) return nullptr;
-  bool affine;
-  if (flat_lane_stride(n->buffer, n->indices, &affine, kPhases) != 1 || !affine) return nullptr;
-  // One contiguous load per phase from the element of its first lane, then the lanes interleaved.
-  const VarNode* v = vec_var_;
-  std::vector<llvm::Value*> phases;
-  auto* half = llvm::FixedVectorType::get(et, unsigned(lanes_ / kPhases));
-  for (int64_t r = 0; r < kPhases; ++r) {
-    vars_[v] = b_.getInt64(uint64_t(lane0->getSExtValue() + r));
-    vec_var_ = nullptr;
-    llvm::Value* p = element_ptr(n->buffer, n->indices);
-    vec_var_ = v;
-    phases.push_back(b_.CreateAlignedLoad(half, p, llvm::Align(dtype_bytes(n->dtype))));
+  if (!lane0) return nullptr;
+  for (int64_t phases : {2, 4}) {
+    if (lane0->getSExtValue() % phases || lanes_ % phases) continue;
+    bool affine;
+    if (flat_lane_stride(n->buffer, n->indices, &affine, phases) != 1 || !affine) continue;
+    // One contiguous load per phase from the element of its first lane, then the lanes interleaved.
+    const VarNode* v = vec_var_;
+    std::vector<llvm::Value*> runs;
+    auto* run_type = llvm::FixedVectorType::get(et, unsigned(lanes_ / phases));
+    for (int64_t r = 0; r < phases; ++r) {
+      vars_[v] = b_.getInt64(uint64_t(lane0->getSExtValue() + r));
+      vec_var_ = nullptr;
+      llvm::Value* p = element_ptr(n->buffer, n->indices);
+      vec_var_ = v;
+      runs.push_back(b_.CreateAlignedLoad(run_type, p, llvm::Align(dtype_bytes(n->dtype))));
+    }
+    vars_[v] = lane0;
+    // Concatenate the runs pairwise (shuffles take two operands), then pick lane l from run
+    // l % phases, element l / phases.
+    int64_t width = lanes_ / phases;
+    while (runs.size() > 1) {
+      std::vector<llvm::Value*> joined;
+      std::vector<int> both;
+      for (int i = 0; i < 2 * width; ++i) both.push_back(i);
+      for (size_t i = 0; i < runs.size(); i += 2) joined.push_back(b_.CreateShuffleVector(runs[i], runs[i + 1], both));
+      runs = joined;
+      width *= 2;
+    }
+    std::vector<int> pick;
+    for (int l = 0; l < lanes_; ++l) pick.push_back(int(l % phases * (lanes_ / phases) + l / phases));
+    return b_.CreateShuffleVector(runs[0], pick);
   }
-  vars_[v] = lane0;
-  std::vector<int> pick;
-  for (int l = 0; l < lanes_; ++l) pick.push_back(int(l % kPhases * (lanes_ / kPhases) + l / kPhases));
-  return b_.CreateShuffleVector(phases[0], phases[1], pick);
+  return nullptr;
 }
 
 llvm::Value* Emitter::strided_load(const LoadNode* n, llvm::Type* et, int64_t stride) {

@@ -86,6 +86,32 @@ BlockFinish finish_blocks(const Buffer& dst, const std::vector<Var>& axes, const
   };
 }
 
+// value(k, n) for k in [0, k_extent), n in [0, n_extent) stored at packed[index(k, n)], a VNNI
+// packing: g consecutive k of one n next to each other, and the columns of one k group
+// contiguous in runs of 8 at least. Runs of 8 columns are one vector store each, of a vector
+// that interleaves g rows (the code generator loads each row's 8 values and shuffles them:
+// codegen's interleaved_load); the columns past the last run of 8 go one by one.
+Stmt vnni_pack(const Buffer& packed, int64_t k_extent, int64_t n_extent, int64_t g,
+               const std::function<Expr(const Expr&, const Expr&)>& index,
+               const std::function<Expr(const Expr&, const Expr&)>& value) {
+  constexpr int64_t kRun = 8;
+  Var kg("vnni_kg"), c("vnni_run"), l("vnni_lane"), k("vnni_k"), n("vnni_n");
+  int64_t runs = n_extent / kRun;
+  std::vector<Stmt> parts;
+  if (runs > 0) {
+    Expr row = Expr(kg) * make_int(g) + floormod(l, make_int(g)), col = Expr(c) * make_int(kRun) + floordiv(l, make_int(g));
+    Stmt store = make_store(packed, {simplify(index(Expr(kg) * make_int(g), Expr(c) * make_int(kRun))) + l}, value(row, col));
+    parts.push_back(make_for(kg, make_int(0), make_int(k_extent / g), ForKind::Serial,
+                             make_for(c, make_int(0), make_int(runs), ForKind::Serial,
+                                      make_for(l, make_int(0), make_int(kRun * g), ForKind::Vectorized, store))));
+  }
+  if (runs * kRun < n_extent)
+    parts.push_back(make_for(k, make_int(0), make_int(k_extent), ForKind::Serial,
+                             make_for(n, make_int(runs * kRun), make_int(n_extent - runs * kRun), ForKind::Serial,
+                                      make_store(packed, {index(k, n)}, value(k, n)))));
+  return make_seq(parts);
+}
+
 // The two operands of a tile-shaped product term, A's zero point for the int8 form.
 struct Product {
   const LoadNode* a = nullptr;
@@ -170,10 +196,11 @@ Stmt conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNod
   for (size_t d = 2; d < rank; ++d) at_position[axes[d].as<VarNode>()] = position[d - 2];
   std::vector<Expr> x_at;
   for (auto& e : x->indices) x_at.push_back(simplify(substitute(e, at_position)));
-  Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
-                       make_for(pq, make_int(0), make_int(pixels), ForKind::Serial,
-                                make_store(packed, {vnni_panel_index(pk, pq, kk, vnni_group(a_type))},
-                                           load(x->buffer, x_at))));
+  int64_t g = vnni_group(a_type);
+  Stmt pack = vnni_pack(packed, kk, pixels, g, [&](const Expr& kx, const Expr& q) { return vnni_panel_index(kx, q, kk, g); },
+                        [&](const Expr& kx, const Expr& q) {
+                          return substitute(load(x->buffer, x_at), {{pk.as<VarNode>(), kx}, {pq.as<VarNode>(), q}});
+                        });
   Buffer rowsum;
   Stmt sums;
   if (!is_zero(p.a_zero_point)) {
@@ -257,12 +284,14 @@ Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const Re
   int64_t cols = vnni_columns(hp * wp + kw);
   Buffer packed = make_buffer(dst->name + "_vnni", b_type, {channels * cols});
   Var pk("vnni_k"), pq("vnni_p");
-  auto pack_store = [&](const Expr& value) { return make_store(packed, {vnni_index(pk, pq, cols, g)}, value); };
-  Stmt pack = make_for(
-      pk, make_int(0), make_int(channels), ForKind::Serial,
-      make_seq({make_for(pq, make_int(0), make_int(hp * wp), ForKind::Serial,
-                         pack_store(load(x->buffer, {x->indices[0], pk, Expr(pq) / make_int(wp), Expr(pq) % make_int(wp)}))),
-                make_for(pq, make_int(hp * wp), make_int(cols - hp * wp), ForKind::Serial, pack_store(make_const(b_type, 0)))}));
+  Stmt pack = make_seq(
+      {vnni_pack(packed, channels, hp * wp, g, [&](const Expr& kx, const Expr& q) { return vnni_index(kx, q, cols, g); },
+                 [&](const Expr& kx, const Expr& q) {
+                   return load(x->buffer, {x->indices[0], kx, floordiv(q, make_int(wp)), floormod(q, make_int(wp))});
+                 }),
+       make_for(pk, make_int(0), make_int(channels), ForKind::Serial,
+                make_for(pq, make_int(hp * wp), make_int(cols - hp * wp), ForKind::Serial,
+                         make_store(packed, {vnni_index(pk, pq, cols, g)}, make_const(b_type, 0))))});
   // The weights per window offset, each an M x C row-major A.
   Buffer weights = make_buffer(dst->name + "_offsets", a_type, {offsets * m * channels}, w->buffer->max_abs);
   Var wt("offset"), wm("offset_m"), wc("offset_c");
@@ -388,9 +417,14 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   };
   Buffer packed = make_buffer(dst->name + "_vnni", b_type, {vnni_panel_elements(kk, n)}, b->buffer->max_abs);
   Var pk("vnni_k"), pn("vnni_n");
-  Stmt pack = make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
-                       make_for(pn, make_int(0), make_int(n), ForKind::Serial,
-                                make_store(packed, {vnni_panel_index(pk, pn, kk, vnni_group(b_type))}, b_at(pk, pn))));
+  int64_t g = vnni_group(b_type);
+  // A transposed B's 8 columns of one k group are 8 runs of g bytes far apart, which the vector
+  // form would gather byte by byte: it keeps the plain loop.
+  Stmt pack = b_transposed ? make_for(pk, make_int(0), make_int(kk), ForKind::Serial,
+                                      make_for(pn, make_int(0), make_int(n), ForKind::Serial,
+                                               make_store(packed, {vnni_panel_index(pk, pn, kk, g)}, b_at(pk, pn))))
+                           : vnni_pack(packed, kk, n, g, [&](const Expr& kx, const Expr& nx) { return vnni_panel_index(kx, nx, kk, g); },
+                                       b_at);
   Buffer colsum;
   Stmt sums;
   if (!is_zero(p->a_zero_point)) {
