@@ -397,6 +397,13 @@ def load_results(path):
 
 def write_report(out, ctx, model_rows, kernel_rows):
     text = report.render(ctx, model_rows, kernel_rows)
+    # The reduced-precision section that bench/lowp.py keeps in the same page stays.
+    begin, end = "<!-- LOWP BEGIN (bench/lowp.py) -->", "<!-- LOWP END -->"
+    if os.path.exists(out):
+        with open(out) as f:
+            old = f.read()
+        if begin in old and end in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         f.write(text)
