@@ -180,6 +180,21 @@ TEST(ReductionSchedule, BlockedTiledMatmulMatchesReference) {
   mm.check(f);
 }
 
+// 128 rows by 12 constant panels of B: the panels go in groups (B exceeds the group budget while
+// A fits L2), and both segments of rows (20 tiles of 6, 2 of 4) run inside one pass over the
+// groups, so the last rows find each group's panels still in cache.
+TEST(ReductionSchedule, RowSegmentsShareOnePassOverPanelGroups) {
+  Matmul mm(128, 192, 768);
+  PrimFunc f = lower("mm", {mm.a, mm.b}, {mm.c}, VectorTarget{32, 16}, {mm.b.buffer().get()});
+  std::string ir = to_string(f);
+  size_t group = ir.find("c_i1_g in [0, 0 + 3)");
+  ASSERT_NE(group, std::string::npos) << ir;
+  EXPECT_EQ(ir.find("c_i1_g in", group + 1), std::string::npos) << "a second pass over the groups:\n" << ir;
+  EXPECT_GT(ir.find("c_tile: f32[6x16]"), group) << ir;
+  EXPECT_GT(ir.find("c_tile: f32[4x16]"), group) << ir;
+  mm.check(f);
+}
+
 // out[c, p] = sum_k w[c, k] * x[k, p] with w known at compile time and 7 positions: the
 // channel axis is vectorized over a packed copy of w; without the constant, it is not.
 TEST(ReductionSchedule, ChannelVectorsOnlyOverConstantWeights) {

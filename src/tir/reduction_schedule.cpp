@@ -299,18 +299,26 @@ struct Blocking {
   int64_t panels_per_group = 0;  // 0: all panels in one group
 };
 
-// The register tile of `ri` rows of blocked axis `bi` by `vj` neighbouring outputs of vector
-// axis `vi`, over ranges whose extents along bi and vi are multiples of ri and vj, reading the
-// shared operand from `panels` when they were made. With a vector axis other than the
+// A range of rows tiled `tile_rows` at a time (row_segments below).
+struct RowSegment {
+  Range rows;
+  int64_t tile_rows;
+};
+
+// Register tiles of `tile_rows` rows of blocked axis `bi` (per segment of its rows) by `vj`
+// neighbouring outputs of vector axis `vi`, over ranges whose extent along vi is a multiple
+// of vj (each segment's along bi a multiple of its tile rows), reading the shared operand from
+// `panels` when they were made. With a vector axis other than the
 // innermost (a convolution's output channels), the panel loop goes outermost so that one
 // panel serves every other output in turn while it is in cache.
-Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, size_t vi, int64_t ri, int64_t vj,
-                     int64_t lanes, const Panels& panels, const Blocking& blocking) {
+Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, size_t vi,
+                     const std::vector<RowSegment>& segments, int64_t vj, int64_t lanes, const Panels& panels,
+                     const Blocking& blocking) {
   const Buffer& dst = n.dst;
   const auto& axes = n.axes;
   const ReduceNode* r = n.r;
   size_t last = axes.size() - 1;
-  int64_t tiles = ranges[bi].extent() / ri, panel_count = ranges[vi].extent() / vj;
+  int64_t panel_count = ranges[vi].extent() / vj;
   int64_t first = r->axes[0].extent;
   bool kblocked = blocking.chunk > 0 && blocking.chunk < first;
   int64_t ppg = blocking.panels_per_group > 0 && blocking.panels_per_group < panel_count ? blocking.panels_per_group
@@ -320,57 +328,69 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
   Var j0(axes[vi].name() + "_o"), jv(axes[vi].name() + "_v"), lane(axes[vi].name() + "_l");
   Expr jj = Expr(jv) * make_int(lanes) + lane;  // position in the tile row
   Expr panel = ppg < panel_count ? Expr(jg) * make_int(ppg) + j0 : Expr(j0);
-  VarMap m;
-  m[axes[bi].as<VarNode>()] = Expr(i0) * make_int(ri) + ii + make_int(ranges[bi].lo);
-  m[axes[vi].as<VarNode>()] = panel * make_int(vj) + jj + make_int(ranges[vi].lo);
-  Expr body = r->body;
-  if (panels.packed) {
-    body = rewrite(body, [&](const Expr& e) { return e.same_as(panels.shared) ? load(panels.packed, panels.index) : e; });
-    m[panels.j0.as<VarNode>()] = panel;
-    m[panels.jj.as<VarNode>()] = jj;
-  }
-  body = substitute(body, m);
-  Expr init = substitute(r->init, m);
-  Buffer acc = make_buffer(dst->name + "_tile", r->dtype, {ri, vj});
-  // Rows and vectors of the tile unrolled, lanes vectorized: every tile access has a constant
-  // offset, so the tile lives in ri * vj / lanes vector registers.
-  auto tile = [&](Stmt s) {
-    return make_for(ii, make_int(0), make_int(ri), ForKind::Unrolled,
-                    make_for(jv, make_int(0), make_int(vj / lanes), ForKind::Unrolled,
-                             make_for(lane, make_int(0), make_int(lanes), ForKind::Vectorized, s)));
+  // The tiles of one segment of rows, `seg.tile_rows` rows each: loop(i0) over the tile body
+  // (over the group's panels and the tile body with `panels_inside`).
+  auto segment_tiles = [&](const RowSegment& seg, bool panels_inside) {
+    int64_t ri = seg.tile_rows, tiles = seg.rows.extent() / ri;
+    VarMap m;
+    m[axes[bi].as<VarNode>()] = Expr(i0) * make_int(ri) + ii + make_int(seg.rows.lo);
+    m[axes[vi].as<VarNode>()] = panel * make_int(vj) + jj + make_int(ranges[vi].lo);
+    Expr body = r->body;
+    if (panels.packed) {
+      body = rewrite(body, [&](const Expr& e) { return e.same_as(panels.shared) ? load(panels.packed, panels.index) : e; });
+      m[panels.j0.as<VarNode>()] = panel;
+      m[panels.jj.as<VarNode>()] = jj;
+    }
+    body = substitute(body, m);
+    Expr init = substitute(r->init, m);
+    Buffer acc = make_buffer(dst->name + "_tile", r->dtype, {ri, vj});
+    // Rows and vectors of the tile unrolled, lanes vectorized: every tile access has a constant
+    // offset, so the tile lives in ri * vj / lanes vector registers.
+    auto tile = [&](Stmt s) {
+      return make_for(ii, make_int(0), make_int(ri), ForKind::Unrolled,
+                      make_for(jv, make_int(0), make_int(vj / lanes), ForKind::Unrolled,
+                               make_for(lane, make_int(0), make_int(lanes), ForKind::Vectorized, s)));
+    };
+    std::vector<Expr> idx = n.out;
+    for (auto& e : idx) e = substitute(e, m);
+    Stmt init_s = tile(make_store(acc, {ii, jj}, init));
+    Stmt update = reduce_loops(r, tile(make_store(acc, {ii, jj}, combine(r->op, load(acc, {ii, jj}), body))),
+                               kMaxRolledTileLoop, kblocked ? Expr(kb) * make_int(blocking.chunk) : Expr(),
+                               blocking.chunk);
+    Expr stored = n.stored(load(acc, {ii, jj}));
+    Stmt store = tile(make_store(dst, idx, substitute(stored, m)));
+    if (kblocked) {
+      // Blocks after the first resume from the partial sums; all but the last store them raw.
+      Stmt resume = tile(make_store(acc, {ii, jj}, load(dst, idx)));
+      Stmt partial = tile(make_store(dst, idx, load(acc, {ii, jj})));
+      init_s = make_if(eq(kb, make_int(0)), init_s, resume);
+      store = make_if(eq(kb, make_int(first / blocking.chunk - 1)), store, partial);
+    }
+    Stmt s = make_allocate(acc, make_seq({init_s, update, store}));
+    return loop(i0, 0, tiles, panels_inside ? loop(j0, 0, ppg, s) : s);
   };
-  std::vector<Expr> idx = n.out;
-  for (auto& e : idx) e = substitute(e, m);
-  Stmt init_s = tile(make_store(acc, {ii, jj}, init));
-  Stmt update = reduce_loops(r, tile(make_store(acc, {ii, jj}, combine(r->op, load(acc, {ii, jj}), body))),
-                             kMaxRolledTileLoop, kblocked ? Expr(kb) * make_int(blocking.chunk) : Expr(),
-                             blocking.chunk);
-  Expr stored = n.stored(load(acc, {ii, jj}));
-  Stmt store = tile(make_store(dst, idx, substitute(stored, m)));
-  if (kblocked) {
-    // Blocks after the first resume from the partial sums; all but the last store them raw.
-    Stmt resume = tile(make_store(acc, {ii, jj}, load(dst, idx)));
-    Stmt partial = tile(make_store(dst, idx, load(acc, {ii, jj})));
-    init_s = make_if(eq(kb, make_int(0)), init_s, resume);
-    store = make_if(eq(kb, make_int(first / blocking.chunk - 1)), store, partial);
-  }
-  Stmt s = make_allocate(acc, make_seq({init_s, update, store}));
   auto kblock = [&](Stmt st) {
     // Rolled: the block loop carries the reduction, so it is neither unrolled nor parallel.
     return kblocked ? loop(kb, 0, first / blocking.chunk, st, ForKind::Rolled) : st;
   };
-  if (vi != last) {
-    s = loop(i0, 0, tiles, s);
+  auto outer_axes = [&](Stmt s) {
     for (int d = int(last); d >= 0; --d)
       if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-    return kblock(loop(j0, 0, panel_count, s));
+    return s;
+  };
+  if (vi != last) {
+    std::vector<Stmt> parts;
+    for (auto& seg : segments) parts.push_back(kblock(loop(j0, 0, panel_count, outer_axes(segment_tiles(seg, false)))));
+    return make_seq(parts);
   }
-  s = loop(i0, 0, tiles, loop(j0, 0, ppg, s));
+  // Every segment of rows inside one pass over the panel groups: the rows left over by the
+  // ri-row tiles find each group's panels still in L2 instead of reading all of them from
+  // memory again (BERT's 128-row products: 120 rows in 6-row tiles, 8 in 4-row ones).
+  std::vector<Stmt> parts;
+  for (auto& seg : segments) parts.push_back(segment_tiles(seg, true));
+  Stmt s = make_seq(parts);
   if (ppg < panel_count) s = loop(jg, 0, panel_count / ppg, s);
-  s = kblock(s);
-  for (int d = int(last); d >= 0; --d)
-    if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
-  return s;
+  return outer_axes(kblock(s));
 }
 
 // Block sizes for a tile of `vj` lanes of 4 bytes. With the innermost vector axis (a GEMM):
@@ -421,10 +441,6 @@ Blocking plan_blocking(const ReduceNode* r, const Buffer& dst, size_t vi, size_t
 // remainder too short for that takes one ri-row tile with it and the two split evenly: 128
 // rows with 2-vector tiles = 20 x 6 + 2 x 4 instead of 21 x 6 + 2 (a 2-row tile at half
 // rate); a 7 x 7 convolution output, 49 = 7 x 6 + 4 + 3 instead of 8 x 6 + 1.
-struct RowSegment {
-  Range rows;
-  int64_t tile_rows;
-};
 
 std::vector<RowSegment> row_segments(int64_t rows, int64_t ri, int64_t vectors) {
   int64_t full_rate_rows = std::min(ri, (8 + vectors - 1) / vectors);
@@ -656,14 +672,9 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
     if (j_end == j) continue;
     Panels panels = make_panels(n, vi, {j, j_end}, band, constants);
     Blocking blocking = plan_blocking(r, dst, vi, last, (j_end - j) / band, band, rows);
-    std::vector<Stmt> tiles;
     std::vector<Range> t = full;
     t[vi] = {j, j_end};
-    for (auto& seg : row_segments(rows, ri, band / lanes)) {
-      t[bi] = seg.rows;
-      tiles.push_back(tiled_reduction(n, t, bi, vi, seg.tile_rows, band, lanes, panels, blocking));
-    }
-    Stmt s = make_seq(tiles);
+    Stmt s = tiled_reduction(n, t, bi, vi, row_segments(rows, ri, band / lanes), band, lanes, panels, blocking);
     parts.push_back(panels.packed ? make_allocate(panels.packed, make_seq({panels.fill, s})) : s);
     j = j_end;
   }
