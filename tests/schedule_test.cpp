@@ -196,7 +196,8 @@ TEST(ReductionSchedule, RowSegmentsShareOnePassOverPanelGroups) {
 }
 
 // out[c, p] = sum_k w[c, k] * x[k, p] with w known at compile time and 7 positions: the
-// channel axis is vectorized over a packed copy of w; without the constant, it is not.
+// channel axis is vectorized over a packed copy of w; without the constant, it is not. Both
+// segments of positions run inside one pass over w's panels.
 TEST(ReductionSchedule, ChannelVectorsOnlyOverConstantWeights) {
   Tensor w = placeholder({32, 24}, DType::F32, "w"), x = placeholder({24, 7}, DType::F32, "x");
   IterVar k = reduce_axis(24, "k");
@@ -207,6 +208,10 @@ TEST(ReductionSchedule, ChannelVectorsOnlyOverConstantWeights) {
   std::string ir = to_string(f);
   EXPECT_NE(ir.find("out_packed: f32[2x24x16]"), std::string::npos) << ir;
   EXPECT_NE(ir.find("vectorized out_i0_l"), std::string::npos) << ir;
+  // Both segments of positions (4 + 3) inside one pass over the 2 panels of w.
+  size_t panels = ir.find("out_i0_o in [0, 0 + 2)");
+  ASSERT_NE(panels, std::string::npos) << ir;
+  EXPECT_EQ(ir.find("out_i0_o in", panels + 1), std::string::npos) << ir;
   std::vector<float> W = test_data(32 * 24, 5), X = test_data(24 * 7, 6), O(32 * 7);
   run(f, {W.data(), X.data(), O.data()});
   for (int c = 0; c < 32; ++c)

@@ -378,17 +378,13 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
       if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
     return s;
   };
-  if (vi != last) {
-    std::vector<Stmt> parts;
-    for (auto& seg : segments) parts.push_back(kblock(loop(j0, 0, panel_count, outer_axes(segment_tiles(seg, false)))));
-    return make_seq(parts);
-  }
-  // Every segment of rows inside one pass over the panel groups: the rows left over by the
-  // ri-row tiles find each group's panels still in L2 instead of reading all of them from
+  // Every segment of rows inside one pass over the panels (or panel groups): the rows left
+  // over by the full tiles find each panel still in cache instead of reading all of them from
   // memory again (BERT's 128-row products: 120 rows in 6-row tiles, 8 in 4-row ones).
   std::vector<Stmt> parts;
-  for (auto& seg : segments) parts.push_back(segment_tiles(seg, true));
+  for (auto& seg : segments) parts.push_back(vi != last ? outer_axes(segment_tiles(seg, false)) : segment_tiles(seg, true));
   Stmt s = make_seq(parts);
+  if (vi != last) return kblock(loop(j0, 0, panel_count, s));
   if (ppg < panel_count) s = loop(jg, 0, panel_count / ppg, s);
   return outer_axes(kblock(s));
 }
