@@ -112,7 +112,7 @@ def output_steps(model, kiln, inputs, sess, feeds):
     return worst
 
 
-def models_table(kiln, models_dir, names, threads_list):
+def models_table(kiln, models_dir, names, threads_list, rounds=3):
     rows = []
     for name in names:
         src = os.path.join(models_dir, name)
@@ -126,22 +126,38 @@ def models_table(kiln, models_dir, names, threads_list):
             log(f"{name} {threads}T")
             sess = bench.ort_session(fp32, 1)
             feeds = bench.read_inputs(sess, inputs)
-            ort32, _ = ort_ms(fp32, feeds, threads)
-            k32 = kiln_json(kiln, fp32, threads, inputs, ort32)
-            # Without --inputs: kiln bench then compares bf16 with fp32 on 8 random inputs.
-            k16 = kiln_json(kiln, fp32, threads, None, ort32, ["--precision", "bf16"])
-            ort8, qsess = ort_ms(q, feeds, threads)
-            k8 = kiln_json(kiln, q, threads, inputs, ort8)
+            # Rounds of ORT and kiln back to back: this shared machine's speed drifts by tens of
+            # percent within minutes, so the ratios are taken per round (then their median)
+            # rather than between medians measured minutes apart.
+            per = {k: [] for k in ("ort32", "kiln32", "kiln16", "ort8", "kiln8")}
+            for _ in range(rounds):
+                ort32, _ = ort_ms(fp32, feeds, threads)
+                k32 = kiln_json(kiln, fp32, threads, inputs, ort32)
+                # Without --inputs: kiln bench then compares bf16 with fp32 on 8 random inputs.
+                k16 = kiln_json(kiln, fp32, threads, None, ort32, ["--precision", "bf16"])
+                ort8, qsess = ort_ms(q, feeds, threads)
+                k8 = kiln_json(kiln, q, threads, inputs, ort8)
+                for k, v in (("ort32", ort32), ("kiln32", k32["median_ms"]), ("kiln16", k16["median_ms"]),
+                             ("ort8", ort8), ("kiln8", k8["median_ms"])):
+                    per[k].append(v)
             steps = None
             if threads == threads_list[0] and k8["median_ms"] is not None:
                 try:
                     steps = output_steps(q, kiln, inputs, qsess, feeds)
                 except bench.BenchError as e:
                     log(f"FAILED: kiln run {q}: {e}")
-            rows.append(dict(model=name, threads=threads, ort32=ort32, kiln32=k32["median_ms"], kiln16=k16["median_ms"],
+            def med(key):
+                vals = [v for v in per[key] if v is not None]
+                return float(np.median(vals)) if len(vals) == rounds else None
+
+            def round_ratio(num, den):
+                pairs = [a / b for a, b in zip(per[num], per[den]) if a is not None and b]
+                return float(np.median(pairs)) if len(pairs) == rounds else None
+            rows.append(dict(model=name, threads=threads, ort32=med("ort32"), kiln32=med("kiln32"), kiln16=med("kiln16"),
                              err_abs=k16.get("max_abs_err"), err_rel=k16.get("max_rel_err"),
                              top1=f'{k16.get("top1_agree")}/{k16.get("top1_total")}' if k16.get("top1_total") else "-",
-                             ort8=ort8, kiln8=k8["median_ms"], steps=steps))
+                             ort8=med("ort8"), kiln8=med("kiln8"), steps=steps,
+                             ratio16=round_ratio("kiln16", "ort32"), ratio8=round_ratio("kiln8", "ort8")))
             log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()))
     return rows
 
@@ -225,6 +241,11 @@ def ratio(a, b):
     return "-" if a is None or not b else f"{a / b:.2f}"
 
 
+def round_ratio_text(row, key, num, den):
+    """The median of per-round ratios where the row has them (rows saved by older runs do not)."""
+    return f"{row[key]:.2f}" if row.get(key) is not None else ratio(row[num], row[den])
+
+
 def git_head():
     r = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
                        capture_output=True, text=True)
@@ -251,14 +272,17 @@ def render(model_rows, gemm_rows, peak, isa, amx):
          "on 8 random inputs (relative error |d| / max(|ref|, 1e-3 max|ref|); top-1: rows of a 2-D "
          "[rows, classes] output whose argmax agrees). int8: the model quantized by "
          "`onnxruntime.quantization` (QDQ, static, per-channel s8 weights, u8 activations, reduce_range) run "
-         "by both; 'steps' is the largest output difference in units of the output's quantization scale.", "",
+         "by both; 'steps' is the largest output difference in units of the output's quantization scale. "
+         "Each time is the median over rounds that run ONNX Runtime and kiln back to back; each ratio is the "
+         "median of the per-round ratios (the machine's speed drifts between rounds).", "",
          "| model | threads | ORT fp32 | kiln fp32 | kiln bf16 | bf16 / ORT fp32 | bf16 max abs err | bf16 max rel err "
          "| top-1 | ORT int8 | kiln int8 | int8 / ORT int8 | int8 output steps |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in model_rows:
         L.append(f"| {r['model']} | {r['threads']} | {r['ort32']:.1f} | {failed(r['kiln32'])} | {failed(r['kiln16'])} | "
-                 f"{ratio(r['kiln16'], r['ort32'])} | {fmt(r['err_abs'], '.3g')} | {fmt(r['err_rel'], '.3g')} | "
-                 f"{r['top1']} | {r['ort8']:.1f} | {failed(r['kiln8'])} | {ratio(r['kiln8'], r['ort8'])} | "
+                 f"{round_ratio_text(r, 'ratio16', 'kiln16', 'ort32')} | {fmt(r['err_abs'], '.3g')} | "
+                 f"{fmt(r['err_rel'], '.3g')} | {r['top1']} | {r['ort8']:.1f} | {failed(r['kiln8'])} | "
+                 f"{round_ratio_text(r, 'ratio8', 'kiln8', 'ort8')} | "
                  f"{fmt(r['steps'], '.1f')} |")
 
     def peak_of(prec):  # per core, and what it is
@@ -303,13 +327,14 @@ def main():
     ap.add_argument("--gemm-precisions", default="bf16,int8", help="GEMM tables to measure (bf16, int8, fp32)")
     ap.add_argument("--models-list", default="resnet50_v1,bert_base", help="models to measure")
     ap.add_argument("--quick", action="store_true", help="resnet50_v1 and 512/128x768 GEMMs at 1 thread")
+    ap.add_argument("--rounds", type=int, default=3, help="back-to-back rounds per model row (default 3; --quick: 1)")
     ap.add_argument("--out", help="write the section to this file instead of docs/performance.md")
     a, _ = ap.parse_known_args()
     threads = [1] if a.quick else [1, 2]
     names = ["resnet50_v1"] if a.quick else [n for n in a.models_list.split(",") if n]
     if a.quick:
         del GEMMS[1:3], GEMMS[-1]
-    model_rows = models_table(a.kiln, a.models, names, threads)
+    model_rows = models_table(a.kiln, a.models, names, threads, 1 if a.quick else a.rounds)
     gemm_rows = gemm_table(a.kiln, a.anchors, a.work, threads, [p for p in a.gemm_precisions.split(",") if p])
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True)
     flags = open("/proc/cpuinfo").read()
