@@ -237,15 +237,6 @@ def failed(v, spec=".1f"):
     return "failed" if v is None else format(v, spec)
 
 
-def ratio(a, b):
-    return "-" if a is None or not b else f"{a / b:.2f}"
-
-
-def round_ratio_text(row, key, num, den):
-    """The median of per-round ratios where the row has them (rows saved by older runs do not)."""
-    return f"{row[key]:.2f}" if row.get(key) is not None else ratio(row[num], row[den])
-
-
 def git_head():
     r = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
                        capture_output=True, text=True)
@@ -280,9 +271,9 @@ def render(model_rows, gemm_rows, peak, isa, amx):
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in model_rows:
         L.append(f"| {r['model']} | {r['threads']} | {r['ort32']:.1f} | {failed(r['kiln32'])} | {failed(r['kiln16'])} | "
-                 f"{round_ratio_text(r, 'ratio16', 'kiln16', 'ort32')} | {fmt(r['err_abs'], '.3g')} | "
+                 f"{fmt(r['ratio16'], '.2f')} | {fmt(r['err_abs'], '.3g')} | "
                  f"{fmt(r['err_rel'], '.3g')} | {r['top1']} | {r['ort8']:.1f} | {failed(r['kiln8'])} | "
-                 f"{round_ratio_text(r, 'ratio8', 'kiln8', 'ort8')} | "
+                 f"{fmt(r['ratio8'], '.2f')} | "
                  f"{fmt(r['steps'], '.1f')} |")
 
     def peak_of(prec):  # per core, and what it is
