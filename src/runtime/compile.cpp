@@ -533,10 +533,10 @@ class Compiler {
       if (it == producers_.end() || uses_[n.inputs[i]] != 1) return false;
       return !(reads_once && reduces(it->second.out));
     };
-    std::optional<size_t> main;
+    auto producer_reduces = [&](size_t i) { return reduces(producers_.at(n.inputs[i]).out); };
+    std::optional<size_t> main;  // the first fusable input, or the first whose producer reduces
     for (size_t i = 0; i < ins.size(); ++i)
-      if (fusable(i) && (!main || (reduces(producers_.at(n.inputs[i]).out) && !reduces(producers_.at(n.inputs[*main]).out))))
-        main = i;
+      if (fusable(i) && (!main || (producer_reduces(i) && !producer_reduces(*main)))) main = i;
     if (!main) return "";
     std::vector<std::optional<Producer>> taken(ins.size());
     for (size_t i = 0; i < ins.size(); ++i) {
