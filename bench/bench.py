@@ -41,6 +41,7 @@ class Mode:
     ort_min_iters: int = 5
     anchor_reps: int = 5
     anchor_min_rep_s: float = 0.05
+    kernel_rounds: int = 3      # peers/kiln alternations per (kernel thread count)
     settle_s: float = 20.0      # per measurement, wait this long at most for other work to stop
     models: tuple = ("resnet50_v1", "mobilenet_v2", "bert_base_2l", "bert_base")
     gemm_shapes: tuple = kernels.GEMM_SHAPES
@@ -52,7 +53,7 @@ class Mode:
         if not quick:
             return Mode(quick=False)
         return Mode(quick=True, threads=(1,), rounds=1, kiln_budget_s=0.5, kiln_min_iters=2, ort_budget_s=0.3,
-                    ort_min_iters=3, anchor_reps=3, anchor_min_rep_s=0.02, settle_s=0.0, models=("mobilenet_v2", "resnet50_v1"),
+                    ort_min_iters=3, anchor_reps=3, anchor_min_rep_s=0.02, kernel_rounds=1, settle_s=0.0, models=("mobilenet_v2", "resnet50_v1"),
                     gemm_shapes=((256, 256, 256), (512, 512, 512)), conv_layers=("res2_1x1_256to64",),
                     real_models=False)
 
@@ -302,28 +303,50 @@ def real_models(real_dir):
 
 # ----------------------------------------------------------------------------------------- kernels
 def bench_kernels(kiln, anchors_dir, work_dir, mode):
-    """Per thread count: the anchor binaries (all their shapes, filtered here), then kiln on each shape.
-    Returns (rows, {"<threads>T <command>": error} for anchor binaries that failed, their header lines)."""
+    """Per thread count, mode.kernel_rounds rounds of: the anchor binaries (all their shapes, filtered here) and
+    kiln on each shape, peers first in even rounds and kiln first in odd ones, so that neither side always runs
+    in the other's wake. Returns (rows, {"<threads>T <command>": error} for anchor binaries that failed, their
+    header lines)."""
     rows, peer_errors, headers = [], {}, []
     specs = kernels.selected(mode.gemm_shapes, mode.conv_layers)
     for threads in mode.threads:
-        busy = settle(mode)
-        print(f"[kernels] peers, threads={threads} (others running {busy:.1f})", file=sys.stderr)
-        peers, errors, head = kernels.run_anchors(anchors_dir, threads, mode.anchor_reps, mode.anchor_min_rep_s,
-                                                  run_cmd)
-        headers += [h for h in head if h not in headers]
-        peer_errors.update({f"{threads}T {cmd}": msg for cmd, msg in errors.items()})
-        for spec in specs:
-            row = kernels.KernelRow(spec, threads, peers=peers.get(spec.anchor_shape, {}), peers_others=busy)
-            print(f"[kernels] kiln {spec.label} threads={threads}", file=sys.stderr)
-            try:
-                model = kernels.write_model(spec, work_dir)
-                row.kiln_others = settle(mode)
-                probe = kiln.probe(model, threads)
-                row.kiln_ms = kiln.round(model, threads, probe["median_ms"], mode)["median_ms"]
-            except (BenchError, OSError, ValueError) as e:
-                row.kiln_error = str(e)
-            rows.append(row)
+        row_of = {spec.label: kernels.KernelRow(spec, threads) for spec in specs}
+        for rnd in range(mode.kernel_rounds):
+            peers, kiln_ms = {}, {}
+
+            def run_peers():
+                busy = settle(mode)
+                print(f"[kernels] round {rnd + 1}/{mode.kernel_rounds}: peers, threads={threads} "
+                      f"(others running {busy:.1f})", file=sys.stderr)
+                found, errors, head = kernels.run_anchors(anchors_dir, threads, mode.anchor_reps,
+                                                          mode.anchor_min_rep_s, run_cmd)
+                peers.update(found)
+                headers.extend(h for h in head if h not in headers)
+                peer_errors.update({f"{threads}T {cmd}": msg for cmd, msg in errors.items()})
+                for row in row_of.values():
+                    row.peers_others = max(busy, row.peers_others or 0)
+
+            def run_kiln():
+                for spec in specs:
+                    row = row_of[spec.label]
+                    print(f"[kernels] round {rnd + 1}/{mode.kernel_rounds}: kiln {spec.label} threads={threads}",
+                          file=sys.stderr)
+                    try:
+                        model = kernels.write_model(spec, work_dir)
+                        busy = settle(mode)
+                        row.kiln_others = max(busy, row.kiln_others or 0)
+                        probe = kiln.probe(model, threads)
+                        kiln_ms[spec.label] = kiln.round(model, threads, probe["median_ms"], mode)["median_ms"]
+                    except (BenchError, OSError, ValueError) as e:
+                        row.kiln_error = str(e)
+
+            for step in (run_peers, run_kiln) if rnd % 2 == 0 else (run_kiln, run_peers):
+                step()
+            for spec in specs:
+                row_of[spec.label].add_round(kiln_ms.get(spec.label), peers.get(spec.anchor_shape, {}))
+        for row in row_of.values():
+            row.finish()
+        rows += row_of.values()
     return rows, peer_errors, headers
 
 

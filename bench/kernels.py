@@ -5,6 +5,7 @@ The peers are the anchor kit in ../shared/anchors (built out of tree by bench/ru
 They print one line per shape: RES,lib,op,dtype,shape,threads,best_gflops,median_gflops,best_ms,median_ms,impl,...
 """
 import os
+import statistics
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,13 +133,29 @@ def run_anchors(anchors_dir, threads, reps, min_rep_s, run_cmd):
 
 @dataclass
 class KernelRow:
+    """One kernel at one thread count, measured in rounds (add_round), each of which runs the peers and kiln
+    back to back; finish() then sets the medians. A lone kiln or peer time says little on the shared dev
+    machine, whose speed drifts by tens of percent between minutes (GEMM 1024^3 at 2 threads: 26.5 ms in
+    one run of this script, 16.3 ms an hour later), so the ratio is the median of the per-round ratios."""
     spec: KernelSpec
     threads: int
     kiln_ms: float = None
     kiln_error: str = None
-    peers: dict = field(default_factory=dict)  # column -> PeerResult
+    peers: dict = field(default_factory=dict)  # column -> PeerResult (median over rounds)
     peers_others: float = None  # other runnable threads before the peers / kiln ran (bench.others_running)
     kiln_others: float = None
+    rounds: list = field(default_factory=list)  # per round: (kiln ms, {column: PeerResult})
+
+    def add_round(self, kiln_ms, peers):
+        self.rounds.append((kiln_ms, dict(peers)))
+
+    def finish(self):
+        times = [k for k, _ in self.rounds if k]
+        self.kiln_ms = statistics.median(times) if times else None
+        for column in sorted({c for _, p in self.rounds for c in p}):
+            ms = statistics.median(p[column].ms for _, p in self.rounds if column in p)
+            impl = next(p[column].impl for _, p in self.rounds if column in p)
+            self.peers[column] = PeerResult(self.spec.flops / ms * 1e-6, ms, impl)
 
     @property
     def kiln_gflops(self):
@@ -146,20 +163,36 @@ class KernelRow:
 
     @property
     def best_peer(self):
-        """(column, PeerResult) of the fastest peer, or None."""
+        """(column, PeerResult) of the fastest peer by median time, or None."""
         return max(self.peers.items(), key=lambda kv: kv[1].gflops, default=None)
+
+    @property
+    def round_ratios(self):
+        """kiln time / the fastest peer's time, per round in which both ran."""
+        return [k / min(r.ms for r in p.values()) for k, p in self.rounds if k and p]
+
+    @property
+    def ratio(self):
+        """Median of the per-round ratios (kiln and the peers back to back see the same machine state); for a
+        saved run without rounds, the ratio of the medians."""
+        if self.round_ratios:
+            return statistics.median(self.round_ratios)
+        best = self.best_peer
+        return self.kiln_ms / best[1].ms if best and self.kiln_ms else None
 
     @staticmethod
     def from_dict(d):
         """The inverse of as_dict (for re-rendering a saved run)."""
         specs = {s.label: s for s in selected(GEMM_SHAPES, [c.name for c in CONV_LAYERS])}
         others = d.get("others_running", {})
+        rounds = [(r["kiln_ms"], {k: PeerResult(**v) for k, v in r["peers"].items()}) for r in d.get("rounds", [])]
         return KernelRow(specs[d["kernel"]], d["threads"], kiln_ms=d["kiln_ms"], kiln_error=d["kiln_error"],
                          peers={k: PeerResult(**v) for k, v in d["peers"].items()},
-                         peers_others=others.get("peers"), kiln_others=others.get("kiln"))
+                         peers_others=others.get("peers"), kiln_others=others.get("kiln"), rounds=rounds)
 
     def as_dict(self):
         return {"kernel": self.spec.label, "threads": self.threads, "gflop": self.spec.flops * 1e-9,
-                "kiln_ms": self.kiln_ms, "kiln_error": self.kiln_error,
+                "kiln_ms": self.kiln_ms, "kiln_error": self.kiln_error, "ratio": self.ratio,
                 "others_running": {"peers": self.peers_others, "kiln": self.kiln_others},
-                "peers": {k: vars(v) for k, v in self.peers.items()}}
+                "peers": {k: vars(v) for k, v in self.peers.items()},
+                "rounds": [{"kiln_ms": k, "peers": {c: vars(v) for c, v in p.items()}} for k, p in self.rounds]}

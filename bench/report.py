@@ -144,7 +144,7 @@ def kernel_table(rows, ctx):
                                 ("n/a" if r.spec.kind == "conv" and c != "oneDNN" else "—")
                                 for c in kernels.PEER_COLUMNS)
         kiln_ms = _cell_error(r.kiln_error) if r.kiln_error else _fmt(r.kiln_ms)
-        ratio = f"{r.kiln_ms / best[1].ms:.1f}x ({best[0]})" if best and r.kiln_ms else "—"
+        ratio = f"{r.ratio:.2f}x ({best[0]})" if best and r.ratio else "—"
         out.append(f"| {r.spec.label} | {r.threads} | {r.spec.flops * 1e-9:.3g} | {kiln_ms} | {_fmt(r.kiln_gflops)} | "
                    f"{peer_cells} | {_pct(r.kiln_gflops, ctx.nominal_peak, r.threads)} | "
                    f"{_pct(best_gf, ctx.nominal_peak, r.threads)} | {_pct(r.kiln_gflops, peak, r.threads)} | "
@@ -153,11 +153,11 @@ def kernel_table(rows, ctx):
 
 
 def kernel_headline(rows):
-    ratios = [r.kiln_ms / r.best_peer[1].ms for r in rows if r.kiln_ms and r.best_peer]
+    ratios = [r.ratio for r in rows if r.ratio]
     gf = [r.kiln_gflops / r.threads for r in rows if r.kiln_ms]
     if not ratios:
         return "no kernel ran in both kiln and a peer library"
-    return (f"on single GEMM/conv kernels kiln takes {_geomean(ratios):.1f}x the best peer's time (geomean of "
+    return (f"on single GEMM/conv kernels kiln takes {_geomean(ratios):.2f}x the best peer's time (geomean of "
             f"{len(ratios)} kernel x thread cases; kiln reaches {min(gf):.1f}-{max(gf):.1f} GFLOP/s per core)")
 
 
@@ -186,10 +186,9 @@ def reading_notes(model_rows, kernel_rows, ctx):
     if worst:
         notes.append("Largest model gaps: " + ", ".join(f"{r.model} at {r.threads}T ({r.ratio:.2f}x)" for r in worst)
                      + ".")
-    gaps = sorted(((r.kiln_ms / r.best_peer[1].ms, r) for r in kernel_rows if r.kiln_ms and r.best_peer),
-                  key=lambda x: -x[0])[:3]
+    gaps = sorted(((r.ratio, r) for r in kernel_rows if r.ratio), key=lambda x: -x[0])[:3]
     if gaps:
-        notes.append("Largest kernel gaps: " + ", ".join(f"{r.spec.label} at {r.threads}T ({g:.0f}x)" for g, r in gaps)
+        notes.append("Largest kernel gaps: " + ", ".join(f"{r.spec.label} at {r.threads}T ({g:.2f}x)" for g, r in gaps)
                      + ".")
     failed = [f"{r.model} ({r.threads}T)" for r in model_rows if r.kiln_error]
     failed += [f"{r.spec.label} ({r.threads}T)" for r in kernel_rows if r.kiln_error]
@@ -274,9 +273,14 @@ def render(ctx, model_rows, kernel_rows):
         "median time. The peers run in the same script run, from the anchor kit in ../shared/anchors "
         "(`gemm_openblas`: cblas_sgemm; `dnnl_bench matmul f32 ab` (plain B) and `any` (B pre-packed, packing "
         f"untimed); `dnnl_bench conv`: direct conv, format_tag::any), BENCH_REPS={mode.anchor_reps}, "
-        "GFLOP/s from their median. OpenBLAS has no convolution (n/a). %pk = GFLOP/s / (threads x per-core peak), "
+        f"their median time per run. {getattr(mode, 'kernel_rounds', 1)} round(s) per thread count run the peers "
+        "(all shapes) and kiln (each shape) back to back, peers first in odd rounds and kiln first in even ones; "
+        "each time and GF/s column is from the median over rounds, and `kiln time / best peer time` is the median "
+        "of the per-round ratios of kiln's time to the fastest peer's in that round (the column named is the peer "
+        "fastest by median). OpenBLAS has no convolution (n/a). %pk = GFLOP/s / (threads x per-core peak), "
         "against the nominal 216 GFLOP/s and against the peak measured on this machine. `others running`: the "
-        "larger of the counts taken before the peers' run (per thread count) and before kiln's run of the row.",
+        "largest of the counts taken before the peers' runs (per thread count and round) and before kiln's runs "
+        "of the row.",
         "",
         kernel_table(kernel_rows, ctx),
     ]
