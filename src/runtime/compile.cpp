@@ -57,7 +57,7 @@ bool int8_tiles(const CompileOptions& o) {
 
 tir::VectorTarget vector_target(const CompileOptions& o) {
   const codegen::Target& t = codegen::Target::host();
-  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16, bf16_tiles(o), int8_tiles(o), t.l2_bytes};
+  return {t.vector_bits / 8, t.has_avx512 ? 32 : 16, bf16_tiles(o), int8_tiles(o), t.l2_bytes, o.threads};
 }
 
 codegen::CodegenOptions codegen_options(int opt_level) {

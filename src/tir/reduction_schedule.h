@@ -22,6 +22,7 @@ struct VectorTarget {
   bool tiles_bf16 = false;   // bf16 products on tile hardware (AMX; tir/tile_schedule.h)
   bool tiles_int8 = false;   // 8-bit products on tile hardware
   int64_t l2_bytes = 512 * 1024;  // per core (tile products keep groups of B's panels in it)
+  int threads = 1;           // the kernels' parallel loops split over this many (block sizes balance them)
 };
 // An elementwise consumer applied to each result as it is stored (a fused epilogue: bias,
 // batch-norm scale, activation, residual add...): `value` is the stored value in terms of the

@@ -256,8 +256,20 @@ bool is_sum_of(const Expr& e, const Var& a, const Var& b) {
 // so the convolution is KH * KW accumulating tile products on one VNNI packing of the image,
 // with the weights as A, repacked once per offset at compile time. Rows of outputs go in
 // blocks whose C stays in L2 (and the blocks may run in parallel).
+// Output rows per block of a window convolution, at most `max_rows`. The blocks are the
+// kernel's parallel loop and a remainder block runs after it on one thread, so with several
+// threads the tallest height that divides the rows into blocks that spread evenly over them
+// (28 rows on 2 threads: 14 blocks of 2, not 7 of 4 that run as 4 + 3); `max_rows` when none
+// does, or on one thread.
+int64_t row_block_height(int64_t h, int64_t max_rows, int threads) {
+  if (threads > 1)
+    for (int64_t rows = max_rows; rows >= 1; --rows)
+      if (h % rows == 0 && (h / rows) % threads == 0) return rows;
+  return max_rows;
+}
+
 Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const Product& p,
-                       const Epilogue& epilogue, const BufferSet& constants) {
+                       const Epilogue& epilogue, const BufferSet& constants, int threads) {
   const LoadNode* x = p.a;
   const LoadNode* w = p.b;
   if (axes.size() != 4 || r->axes.size() != 3 || x->indices.size() != 4 || w->indices.size() != 4 ||
@@ -352,6 +364,7 @@ Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const Re
     blocks.push_back(make_for(mblk, make_int(0), make_int(m / channel_block), ForKind::Serial,
                               block(Expr(mblk) * make_int(channel_block), channel_block, make_int(0), h)));
   } else {
+    rows = row_block_height(h, rows, threads);
     Var hb(dst->name + "_row_block");
     blocks.push_back(make_for(hb, make_int(0), make_int(h / rows), ForKind::Serial,
                               block(make_int(0), m, Expr(hb) * make_int(rows), rows)));
@@ -372,7 +385,7 @@ Stmt schedule_tiles(const Buffer& dst, const std::vector<Var>& axes, const Reduc
   if (r->op != ReduceOp::Sum || !(bf16 || int8) || rank < 2 || dst->shape.size() != rank) return nullptr;
   std::optional<Product> p = match_term(r->body, r->dtype, constants);
   if (!p) return nullptr;
-  if (r->axes.size() == 3) return window_conv_tiles(dst, axes, r, *p, epilogue, constants);
+  if (r->axes.size() == 3) return window_conv_tiles(dst, axes, r, *p, epilogue, constants, target.threads);
   if (r->axes.size() != 1) return nullptr;
   // Groups of B's panels held in L2 take half of it (A's rows and the C tiles use the rest).
   int64_t group_bytes = target.l2_bytes / 2;

@@ -122,6 +122,17 @@ def residual():
                    const("b2", 64)], [1, 64, 10, 10], [1, 64, 10, 10]
 
 
+def balanced_rows():
+    """A 3x3 convolution of 128 channels over 28 x 28 pixels (ResNet-50's second stage) compiled
+    for 2 threads: its output rows go in 14 blocks of 2, which split 7 + 7 over the threads,
+    rather than the 7 blocks of 4 that the sums' 64 KiB allow (4 + 3)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["y"]),
+    ]
+    return nodes, [const("w1", 128, 128, 3, 3, scale=0.03), const("b1", 128)], [1, 128, 28, 28], [1, 128, 28, 28]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -130,7 +141,7 @@ class Reader(CalibrationDataReader):
         return next(self.data, None)
 
 
-def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True):
+def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threads=1):
     nodes, inits, in_shape, out_shape = build()
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
                               [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
@@ -160,8 +171,9 @@ def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True):
             print(f"FAIL {name}: {got} {op} nodes after compilation, expected {want}")
             return False
     # The AMX path (tile products, run here as loops when the CPU has no AMX) must give the same values.
-    dump = subprocess.run([kiln, "run", q_path, "--emulate-amx", "--dump-ir", "tir"], capture_output=True, text=True,
-                          check=True)
+    threads_arg = ["--threads", str(threads)]
+    dump = subprocess.run([kiln, "run", q_path, "--emulate-amx", "--dump-ir", "tir"] + threads_arg, capture_output=True,
+                          text=True, check=True)
     kernels = [k for k in (dump.stdout + dump.stderr).split("\nfunc ") if "tile_matmul" in k]
     if len(kernels) != tiles:
         print(f"FAIL {name}: {len(kernels)} kernels with tile products under --emulate-amx, expected {tiles}")
@@ -181,8 +193,8 @@ def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True):
     ok = True
     for mode, extra in (("vector", []), ("amx", ["--emulate-amx"])):
         out_dir = os.path.join(case, "out_" + mode)
-        subprocess.run([kiln, "run", q_path, "--inputs", os.path.join(case, "in"), "--save-outputs", out_dir] + extra,
-                       check=True, capture_output=True)
+        subprocess.run([kiln, "run", q_path, "--inputs", os.path.join(case, "in"), "--save-outputs", out_dir] + extra +
+                       threads_arg, check=True, capture_output=True)
         for k, (out, ref) in enumerate(zip(sess.get_outputs(), refs)):
             if ref.dtype == np.float32:  # the dequantized result of a quantized output checked below
                 continue
@@ -205,6 +217,8 @@ results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("pointwise", pointwise, {"QLinearConv": 2}, tiles=2),
            check("windows", windows, {"QLinearConv": 2}, tiles=2),
            check("residual", residual, {"QLinearConv": 2}, tiles=2, tir_has="y_QuantizeLinear(", every_value=False),
-           check("deep_windows", deep_windows, {"QLinearConv": 1}, tiles=1, tir_has="_channel_block in [0, 0 + 2)")]
+           check("deep_windows", deep_windows, {"QLinearConv": 1}, tiles=1, tir_has="_channel_block in [0, 0 + 2)"),
+           check("balanced_rows", balanced_rows, {"QLinearConv": 1}, tiles=1, tir_has="_row_block in [0, 0 + 14)",
+                 threads=2)]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
 sys.exit(0 if all(results) else 1)
