@@ -157,9 +157,60 @@ std::optional<Node> fused_gemm(Graph& g, const Uses& u, const Node& n) {
   return f;
 }
 
+// Operators that only move or select values, and the max pools, whose max commutes with a
+// dequantization of positive scale. Between a DequantizeLinear and a QuantizeLinear of the
+// same scale and zero point, op(x) on the 8-bit values is exactly Q(op(DQ(x))): Q(DQ(v)) = v
+// for every 8-bit v, since v - zp is an integer of magnitude at most 255 and the f32 product
+// and quotient stay within 255 * 2^-23 of it. ONNX Runtime runs these on the 8-bit values too
+// (its quantizer gives them one scale for input and output); dequantizing, moving and
+// requantizing costs a division per element.
+const std::set<std::string> kValuePreserving = {"MaxPool", "GlobalMaxPool", "Reshape",  "Transpose",
+                                                "Flatten", "Squeeze",       "Unsqueeze"};
+
+// Whether `dq` and `q` use one constant per-tensor scale (positive, finite) and 8-bit zero point.
+bool same_quantization(const Graph& g, const Node& dq, const Node& q) {
+  if (dq.inputs.size() != 3 || q.inputs.size() != 3) return false;
+  const HostTensor* s1 = constant(g, dq.inputs[1]);
+  const HostTensor* s2 = constant(g, q.inputs[1]);
+  const HostTensor* z1 = constant(g, dq.inputs[2]);
+  const HostTensor* z2 = constant(g, q.inputs[2]);
+  if (!per_tensor(s1) || !per_tensor(s2) || s1->dtype != DType::F32 || s2->dtype != DType::F32) return false;
+  if (!is_8bit(z1) || !z2 || z1->dtype != z2->dtype || !per_tensor(z1) || !per_tensor(z2)) return false;
+  float scale = s1->as<float>()[0];
+  return std::isfinite(scale) && scale > 0 && scale == s2->as<float>()[0] && z1->get_f64(0) == z2->get_f64(0);
+}
+
+// Q(op(DQ(x))) -> op(x) for the operators above (the QuantizeLinear's output now made by op;
+// the DequantizeLinear stays for its other readers, if any).
+Graph keep_8bit_through_value_preserving_ops(Graph g) {
+  Uses u(g);
+  if (u.opaque) return g;
+  std::set<const Node*> absorbed;
+  std::vector<Node> out;
+  for (auto& n : g.nodes) {
+    if (absorbed.count(&n)) continue;
+    const Node* dq = n.domain.empty() && kValuePreserving.count(n.op_type) && n.outputs.size() == 1 && !n.inputs.empty()
+                         ? u.made_by(n.inputs[0], "DequantizeLinear")
+                         : nullptr;
+    const Node* q = dq ? only_quantizer(u, n.outputs[0]) : nullptr;
+    if (!q || !same_quantization(g, *dq, *q)) {
+      out.push_back(n);
+      continue;
+    }
+    Node m = n;
+    m.inputs[0] = dq->inputs[0];
+    m.outputs[0] = q->outputs[0];
+    absorbed.insert(q);
+    out.push_back(std::move(m));
+  }
+  g.nodes = std::move(out);
+  return g;
+}
+
 }  // namespace
 
 Graph fuse_quantized_products(Graph g) {
+  g = keep_8bit_through_value_preserving_ops(std::move(g));
   Uses u(g);
   if (u.opaque) return g;
   std::set<const Node*> absorbed;  // quantizers that now belong to a fused node

@@ -10,6 +10,9 @@
 // model, so results agree with it (int32 accumulation, one requantization) instead of
 // differing by rounding in a float product. Products that do not match stay float; the
 // dequantize nodes the fused ones no longer read are left to dead-code elimination.
+// Before that, an operator that only moves or selects values (Reshape, Transpose, Flatten,
+// Squeeze, Unsqueeze, MaxPool, GlobalMaxPool) between a DequantizeLinear and a QuantizeLinear
+// of one scale and zero point runs on the 8-bit values: Q(op(DQ(x))) -> op(x), exactly.
 #pragma once
 #include "graph/graph.h"
 

@@ -5,6 +5,7 @@ integer kernels (QLinearConv / QLinearMatMul, src/graph/qdq.cpp; Gemm too) and e
 must agree with ONNX Runtime's within one quantization step, almost all exactly.
 Usage: qdq_int8.py KILN WORK_DIR"""
 import os
+import re
 import subprocess
 import sys
 
@@ -133,6 +134,24 @@ def balanced_rows():
     return nodes, [const("w1", 128, 128, 3, 3, scale=0.03), const("b1", 128)], [1, 128, 28, 28], [1, 128, 28, 28]
 
 
+def value_preserving():
+    """A max pool between two quantized convolutions and a reshape and transpose between two
+    quantized products: quantize_static gives them one scale for input and output, so kiln runs
+    them on the 8-bit values (src/graph/qdq.cpp), as ONNX Runtime does, with no requantization."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"]),
+        helper.make_node("Reshape", ["c2", "shape"], ["m"]),
+        helper.make_node("Transpose", ["m"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["t", "w3"], ["y"]),
+    ]
+    shape = numpy_helper.from_array(np.array([1, 16, 25], dtype=np.int64), "shape")
+    return nodes, [const("w1", 16, 8, 3, 3), const("b1", 16), const("w2", 16, 16, 1, 1), const("b2", 16), shape,
+                   const("w3", 16, 12)], [1, 8, 10, 10], [1, 25, 12]
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape):
         self.data = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
@@ -141,7 +160,7 @@ class Reader(CalibrationDataReader):
         return next(self.data, None)
 
 
-def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threads=1):
+def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threads=1, final_has=()):
     nodes, inits, in_shape, out_shape = build()
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
                               [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
@@ -165,6 +184,10 @@ def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threa
     onnx.save(q, q_path)
 
     dump = subprocess.run([kiln, "run", q_path, "--dump-ir", "final"], capture_output=True, text=True, check=True)
+    for pattern in final_has:
+        if not re.search(pattern, dump.stdout + dump.stderr):
+            print(f"FAIL {name}: nothing matches '{pattern}' in the compiled graph")
+            return False
     for op, want in fused_ops.items():
         got = dump.stdout.count(f"= {op}[") + dump.stderr.count(f"= {op}[")
         if got != want:
@@ -218,6 +241,9 @@ results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("windows", windows, {"QLinearConv": 2}, tiles=2),
            check("residual", residual, {"QLinearConv": 2}, tiles=2, tir_has="y_QuantizeLinear(", every_value=False),
            check("deep_windows", deep_windows, {"QLinearConv": 1}, tiles=1, tir_has="_channel_block in [0, 0 + 2)"),
+           check("value_preserving", value_preserving, {"QLinearConv": 2, "QLinearMatMul": 1, "QuantizeLinear": 1},
+                 final_has=(r":u8\[1x16x5x5\] = MaxPool\[", r":u8\[1x16x25\] = Reshape\[",
+                            r":u8\[1x25x16\] = Transpose\[")),
            check("balanced_rows", balanced_rows, {"QLinearConv": 1}, tiles=1, tir_has="_row_block in [0, 0 + 14)",
                  threads=2)]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
