@@ -247,15 +247,6 @@ bool is_sum_of(const Expr& e, const Var& a, const Var& b) {
   return !others && ca == 1 && cb == 1 && no_offset;
 }
 
-// The windowed-convolution form, stride 1, NCHW, over an already padded input:
-//   dst[n, m, h, w] = init(m) + sum_{c, i, j} W[m, c, i, j] * (X[n, c, h + i, w + j] - zx)
-// With the padded image flattened (row length Wp) and output positions counted in the same
-// flat space (q = h * Wp + w; the Wp - W extra columns per row are computed and dropped),
-// each window offset (i, j) is a pointwise product over a shifted view of one packed image:
-//   C[m, q] += W_ij[m, c] x Xflat[c, q + i * Wp + j]
-// so the convolution is KH * KW accumulating tile products on one VNNI packing of the image,
-// with the weights as A, repacked once per offset at compile time. Rows of outputs go in
-// blocks whose C stays in L2 (and the blocks may run in parallel).
 // Output rows per block of a window convolution, at most `max_rows`. The blocks are the
 // kernel's parallel loop and a remainder block runs after it on one thread, so with several
 // threads the tallest height that divides the rows into blocks that spread evenly over them
@@ -268,6 +259,15 @@ int64_t row_block_height(int64_t h, int64_t max_rows, int threads) {
   return max_rows;
 }
 
+// The windowed-convolution form, stride 1, NCHW, over an already padded input:
+//   dst[n, m, h, w] = init(m) + sum_{c, i, j} W[m, c, i, j] * (X[n, c, h + i, w + j] - zx)
+// With the padded image flattened (row length Wp) and output positions counted in the same
+// flat space (q = h * Wp + w; the Wp - W extra columns per row are computed and dropped),
+// each window offset (i, j) is a pointwise product over a shifted view of one packed image:
+//   C[m, q] += W_ij[m, c] x Xflat[c, q + i * Wp + j]
+// so the convolution is KH * KW accumulating tile products on one VNNI packing of the image,
+// with the weights as A, repacked once per offset at compile time. Rows of outputs go in
+// blocks whose C stays in L2 (and the blocks may run in parallel).
 Stmt window_conv_tiles(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r, const Product& p,
                        const Epilogue& epilogue, const BufferSet& constants, int threads) {
   const LoadNode* x = p.a;
