@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "codegen/llvm_emit.h"
+#include "codegen/scratch.h"
 #include "codegen/target.h"
 #include "kiln/error.h"
 
@@ -92,9 +93,14 @@ std::unique_ptr<JitLibrary> JitLibrary::compile(const std::vector<tir::PrimFunc>
   auto gen = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(dl.getGlobalPrefix());
   if (!gen) fail("LLVM: cannot search the process for symbols: ", llvm::toString(gen.takeError()));
   (*jit)->getMainJITDylib().addGenerator(std::move(*gen));
-  if (!opts.runtime_symbols.empty()) {
+  {
+    // The scratch allocator every kernel may call (codegen/scratch.h), and the runtime's.
+    std::vector<std::pair<std::string, void*>> runtime = {
+        {"kiln_scratch_alloc", reinterpret_cast<void*>(&kiln_scratch_alloc)},
+        {"kiln_scratch_free", reinterpret_cast<void*>(&kiln_scratch_free)}};
+    runtime.insert(runtime.end(), opts.runtime_symbols.begin(), opts.runtime_symbols.end());
     llvm::orc::SymbolMap symbols;
-    for (auto& [name, addr] : opts.runtime_symbols)
+    for (auto& [name, addr] : runtime)
       symbols[(*jit)->mangleAndIntern(name)] = {llvm::orc::ExecutorAddr::fromPtr(addr), llvm::JITSymbolFlags::Exported};
     if (auto err = (*jit)->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(symbols))))
       fail("LLVM: cannot define runtime symbols: ", llvm::toString(std::move(err)));

@@ -752,9 +752,11 @@ void Emitter::emit_allocate(const AllocateNode* n) {
     bufs_.erase(buf.get());
     return;
   }
+  // From the thread's cache of scratch blocks (codegen/scratch.h), which keeps them mapped
+  // from one run to the next.
   auto* ptr = llvm::PointerType::get(ctx_, 0);
-  auto mal = mod_.getOrInsertFunction("malloc", llvm::FunctionType::get(ptr, {b_.getInt64Ty()}, false));
-  auto fre = mod_.getOrInsertFunction("free", llvm::FunctionType::get(b_.getVoidTy(), {ptr}, false));
+  auto mal = mod_.getOrInsertFunction("kiln_scratch_alloc", llvm::FunctionType::get(ptr, {b_.getInt64Ty()}, false));
+  auto fre = mod_.getOrInsertFunction("kiln_scratch_free", llvm::FunctionType::get(b_.getVoidTy(), {ptr}, false));
   auto* p = b_.CreateCall(mal, {b_.getInt64(bytes)}, buf->name);
   bind(buf.get(), p);
   emit(n->body);

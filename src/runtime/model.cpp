@@ -1,18 +1,15 @@
-// Model::run: binds inputs, outputs and one scratch arena per call, then calls the kernels in
-// order. Nothing is shared between calls except read-only constants, so calls may overlap.
+// Model::run: binds inputs, outputs and one scratch arena per call (from the calling thread's
+// scratch cache), then calls the kernels in order. Nothing is shared between calls except
+// read-only constants, so calls from different threads may overlap.
 #include <chrono>
-#include <cstdlib>
 
+#include "codegen/scratch.h"
 #include "runtime/model_impl.h"
 
 namespace kiln {
 
 namespace {
 constexpr size_t kAlign = 64;
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
 }  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -65,9 +62,11 @@ std::vector<HostTensor> Model::run_steps(const std::vector<HostTensor>& inputs, 
 
   std::vector<void*> ptrs(m.slots.size(), nullptr);
   std::vector<HostTensor> outputs(m.outputs.size());
+  // The arena stays with this thread for its next run (codegen/scratch.h): allocated anew
+  // per run, its pages were faulted in and zeroed again every time.
   size_t arena_bytes = m.arena_bytes;
-  std::unique_ptr<void, FreeDeleter> arena(arena_bytes ? std::aligned_alloc(kAlign, arena_bytes) : nullptr);
-  if (arena_bytes && !arena) fail("out of memory allocating ", arena_bytes, " bytes of intermediates");
+  codegen::ScratchBlock arena{int64_t(arena_bytes)};
+  if (arena_bytes && !arena.get()) fail("out of memory allocating ", arena_bytes, " bytes of intermediates");
   static char empty_buffer[kAlign];
   for (size_t i = 0; i < m.slots.size(); ++i) {
     const BufferSlot& s = m.slots[i];
