@@ -165,6 +165,28 @@ TEST(ScheduleSteps, LongChainsGetTwiceTheLanes) {
   EXPECT_EQ(to_string(vectorize_inner_loops(&g.body, 8)), "split(out_i1, 8); vectorize(out_i1_i)");
 }
 
+// A loop that moves bytes only (an 8-bit transpose, copy or pad) takes 4 times the lanes of
+// a 32-bit one where they divide it: 64 bytes a row go as 2 x 32; a 56-byte row keeps 7 x 8
+// rather than 32 and a scalar tail; a loop that also reads f32 keeps 8.
+TEST(ScheduleSteps, ByteLoopsGetFourTimesTheLanes) {
+  for (int64_t width : {64, 56}) {
+    Tensor a = placeholder({3, width}, DType::U8, "a");
+    Tensor out = compute({3, width}, [&](const std::vector<Var>& i) { return a(i[0], width - 1 - i[1]); }, "out");
+    PrimFunc f = lower("bytes", {a}, {out});
+    EXPECT_EQ(to_string(vectorize_inner_loops(&f.body, 8)),
+              width == 64 ? "split(out_i1, 32); vectorize(out_i1_i)" : "split(out_i1, 8); vectorize(out_i1_i)");
+    std::vector<uint8_t> A(3 * width), O(3 * width);
+    for (size_t k = 0; k < A.size(); ++k) A[k] = uint8_t(k * 7);
+    run(f, {A.data(), O.data()});
+    for (int64_t r = 0; r < 3; ++r)
+      for (int64_t c = 0; c < width; ++c) ASSERT_EQ(O[r * width + c], A[r * width + width - 1 - c]) << r << "," << c;
+  }
+  Tensor a = placeholder({3, 64}, DType::F32, "a");
+  Tensor out = compute({3, 64}, [&](const std::vector<Var>& i) { return cast(DType::U8, a(i[0], i[1])); }, "out");
+  PrimFunc f = lower("to_bytes", {a}, {out});
+  EXPECT_EQ(to_string(vectorize_inner_loops(&f.body, 8)), "split(out_i1, 8); vectorize(out_i1_i)");
+}
+
 // The register-tiled GEMM with cache blocking: K = 1200 runs in reduction blocks (partial sums
 // through the output), 13 rows = 6 + 4 + 3 (the 1-row remainder would run at half rate), 40
 // columns a one-vector band.

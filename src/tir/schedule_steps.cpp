@@ -358,6 +358,20 @@ int64_t chain_cost(const Stmt& body) {
   return cost;
 }
 
+// The widest element the loop body loads or stores, in bytes (4 when it touches no memory).
+int64_t widest_element(const Stmt& body) {
+  int64_t widest = 0;
+  visit(body, [&](const Stmt& s) {
+    if (s->kind != StmtKind::Store) return;
+    auto st = as<StoreNode>(s);
+    widest = std::max<int64_t>(widest, dtype_bytes(st->buffer->dtype));
+    visit(st->value, [&](const Expr& e) {
+      if (e.kind() == ExprKind::Load) widest = std::max<int64_t>(widest, dtype_bytes(e.dtype()));
+    });
+  });
+  return widest > 0 ? widest : 4;
+}
+
 }  // namespace
 
 std::vector<ScheduleStep> vectorize_inner_loops(Stmt* body, int64_t lanes) {
@@ -373,6 +387,14 @@ std::vector<ScheduleStep> vectorize_inner_loops(Stmt* body, int64_t lanes) {
     if (n->for_kind != ForKind::Serial || contains_loop(n->body) || !is_const_int(n->extent, &ext) || ext < lanes) return;
     if (!dependence(n, true).empty()) return;
     int64_t width = chain_cost(n->body) >= kLongChain && ext >= 2 * lanes ? 2 * lanes : lanes;
+    // `lanes` counts 32-bit elements: a loop that moves only bytes (an 8-bit copy, pad, max
+    // pool or transpose) fills the same registers with up to 4 times as many, when they
+    // divide the loop (a 56-wide row keeps 7 x 8 rather than 32 and a scalar tail of 24).
+    for (int64_t w = lanes * 4 / widest_element(n->body); w > width; w /= 2)
+      if (ext % w == 0) {
+        width = w;
+        break;
+      }
     auto it = std::find_if(names.begin(), names.end(), [&](const auto& p) { return p.first == n->var.name(); });
     if (it == names.end()) names.push_back({n->var.name(), width});
     else it->second = std::min(it->second, width);
