@@ -390,7 +390,7 @@ std::vector<ScheduleStep> vectorize_inner_loops(Stmt* body, int64_t lanes) {
     // `lanes` counts 32-bit elements: a loop that moves only bytes (an 8-bit copy, pad, max
     // pool or transpose) fills the same registers with up to 4 times as many, when they
     // divide the loop (a 56-wide row keeps 7 x 8 rather than 32 and a scalar tail of 24).
-    for (int64_t w = lanes * 4 / widest_element(n->body); w > width; w /= 2)
+    for (int64_t w = std::min(kMaxLanes, lanes * 4 / widest_element(n->body)); w > width; w /= 2)
       if (ext % w == 0) {
         width = w;
         break;

@@ -37,8 +37,9 @@ std::vector<ScheduleStep> parse_schedule(const std::string& text);
 Stmt apply_schedule(const Stmt& body, const std::vector<ScheduleStep>& steps);
 
 // The default for elementwise nests: the innermost loop of every nest that writes one
-// element per iteration is split by `lanes` and its inner part vectorized. Returns the steps
-// it chose (also applied to `*body`).
+// element per iteration is split by `lanes` (the target's lanes of 32 bits; twice that for
+// long dependence chains, up to 4 times for loops that move only bytes) and its inner part
+// vectorized. Returns the steps it chose (also applied to `*body`).
 std::vector<ScheduleStep> vectorize_inner_loops(Stmt* body, int64_t lanes);
 
 }  // namespace kiln::tir
