@@ -304,8 +304,8 @@ def real_models(real_dir):
 # ----------------------------------------------------------------------------------------- kernels
 def bench_kernels(kiln, anchors_dir, work_dir, mode):
     """Per thread count, mode.kernel_rounds rounds of: the anchor binaries (all their shapes, filtered here) and
-    kiln on each shape, peers first in even rounds and kiln first in odd ones, so that neither side always runs
-    in the other's wake. Returns (rows, {"<threads>T <command>": error} for anchor binaries that failed, their
+    kiln on each shape, the peers first in the first, third, ... round and kiln first in the others, so that
+    neither side always runs in the other's wake. Returns (rows, {"<threads>T <command>": error} for anchor binaries that failed, their
     header lines)."""
     rows, peer_errors, headers = [], {}, []
     specs = kernels.selected(mode.gemm_shapes, mode.conv_layers)

@@ -6,7 +6,8 @@
 // gave large blocks back to the OS at every free (glibc unmaps them, or trims the top of the
 // heap), so every run faulted them in again, zeroed by the kernel page by page. PP-OCRv4
 // detection, whose Winograd convolutions take 27 MB of scratch, paid 17,000 page faults
-// (68 MB) per run, about a quarter of its time. Allocations nest (a kernel frees them in
+// (68 MB) per run: up to a quarter of its time when the shared host was busy (167.7 against
+// 122.7 ms), nothing measurable when it was quiet (89.4 against 91.5 ms). Allocations nest (a kernel frees them in
 // reverse order), so a thread holds at most as many blocks as its deepest nesting, each as
 // large as the largest request it served: memory a thread used once stays with it until it
 // exits, as an arena would.
