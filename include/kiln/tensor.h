@@ -6,11 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "kiln/tensor_memory.h"
 #include "tir/dtype.h"
 
 namespace kiln {
 
 using Shape = std::vector<int64_t>;
+using TensorBytes = std::vector<uint8_t, TensorAllocator<uint8_t>>;
 
 int64_t shape_numel(const Shape& s);
 std::string shape_str(const Shape& s);
@@ -18,7 +20,7 @@ std::string shape_str(const Shape& s);
 struct HostTensor {
   DType dtype = DType::F32;
   Shape shape;
-  std::vector<uint8_t> bytes;
+  TensorBytes bytes;
 
   HostTensor() = default;
   HostTensor(DType t, Shape s) : dtype(t), shape(std::move(s)), bytes(numel() * dtype_bytes(t)) {}

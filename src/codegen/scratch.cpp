@@ -1,7 +1,9 @@
 #include "codegen/scratch.h"
 
-#include <cstdlib>
+#include <new>
 #include <vector>
+
+#include "kiln/tensor_memory.h"
 
 namespace {
 
@@ -17,7 +19,7 @@ struct Block {
 struct Cache {
   std::vector<Block> blocks;
   ~Cache() {
-    for (auto& b : blocks) std::free(b.p);
+    for (auto& b : blocks) kiln::free_tensor_memory(b.p, b.bytes);
   }
 };
 
@@ -38,10 +40,14 @@ extern "C" void* kiln_scratch_alloc(int64_t bytes) {
     best->used = true;
     return best->p;
   }
-  void* p = std::aligned_alloc(kAlign, want);
-  if (!p) return nullptr;
+  void* p = nullptr;
+  try {
+    p = kiln::allocate_tensor_memory(want);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
   if (spare) {
-    std::free(spare->p);
+    kiln::free_tensor_memory(spare->p, spare->bytes);
     *spare = Block{p, want, true};
   } else {
     cache.blocks.push_back(Block{p, want, true});
