@@ -123,6 +123,20 @@ def residual():
                    const("b2", 64)], [1, 64, 10, 10], [1, 64, 10, 10]
 
 
+def two_branches():
+    """A residual Add of two quantized branches (ResNet's projection shortcut: a 1x1 convolution
+    on each side): the Add joins one branch's kernel and dequantizes the other branch's 8-bit
+    result as it reads it, so no kernel reads a dequantized f32 copy of either branch."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+        helper.make_node("Conv", ["x", "w2", "b2"], ["c2"]),
+        helper.make_node("Add", ["c1", "c2"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    return nodes, [const("w1", 32, 64, 1, 1, scale=0.1), const("b1", 32), const("w2", 32, 64, 1, 1, scale=0.1),
+                   const("b2", 32)], [1, 64, 10, 10], [1, 32, 10, 10]
+
+
 def balanced_rows():
     """A 3x3 convolution of 128 channels over 28 x 28 pixels (ResNet-50's second stage) compiled
     for 2 threads: its output rows go in 14 blocks of 2, which split 7 + 7 over the threads,
@@ -160,7 +174,7 @@ class Reader(CalibrationDataReader):
         return next(self.data, None)
 
 
-def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threads=1, final_has=()):
+def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threads=1, final_has=(), no_f32_read=None):
     nodes, inits, in_shape, out_shape = build()
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
                               [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, out_shape)], inits)
@@ -207,6 +221,11 @@ def check(name, build, fused_ops, tiles=0, tir_has=None, every_value=True, threa
     if tir_has and tir_has not in dump.stdout + dump.stderr:
         print(f"FAIL {name}: no '{tir_has}' in the loop IR")
         return False
+    # A kernel's last parameter is its output; the ones before it are what it reads.
+    for line in (dump.stdout + dump.stderr).splitlines():
+        if no_f32_read and line.startswith("func ") and f"f32[{no_f32_read}]" in line.rsplit(", ", 1)[0]:
+            print(f"FAIL {name}: a kernel reads an f32 [{no_f32_read}] tensor: {line[:200]}")
+            return False
 
     x = rng.standard_normal(in_shape).astype(np.float32)
     with open(os.path.join(case, "in", "input_0.pb"), "wb") as f:
@@ -244,6 +263,7 @@ results = [check("conv_net", conv_net, {"QLinearConv": 3, "QLinearMatMul": 1}),
            check("value_preserving", value_preserving, {"QLinearConv": 2, "QLinearMatMul": 1, "QuantizeLinear": 1},
                  final_has=(r":u8\[1x16x5x5\] = MaxPool\[", r":u8\[1x16x25\] = Reshape\[",
                             r":u8\[1x25x16\] = Transpose\[")),
+           check("two_branches", two_branches, {"QLinearConv": 2}, tiles=2, every_value=False, no_f32_read="1x32x10x10"),
            check("balanced_rows", balanced_rows, {"QLinearConv": 1}, tiles=1, tir_has="_row_block in [0, 0 + 14)",
                  threads=2)]
 print(f"{results.count(True)} passed, {results.count(False)} failed")
