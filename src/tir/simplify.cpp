@@ -54,6 +54,47 @@ Expr fold_binary(const BinaryNode* n, const Expr& self) {
   return self;
 }
 
+// An f32 value that is always an integer (or NaN): a rounding, an integer converted, a
+// constant, and sums, differences, products, minima and maxima of those (a result beyond 2^24
+// is rounded to a float that is an integer too).
+bool integral_f32(const Expr& e) {
+  if (e.dtype() != DType::F32) return false;
+  double v;
+  switch (e.kind()) {
+    case ExprKind::FloatImm: return is_const_float(e, &v) && v == std::floor(v);
+    case ExprKind::Cast: return !dtype_is_float(e.as<CastNode>()->a.dtype());
+    case ExprKind::Unary: {
+      auto op = e.as<UnaryNode>()->op;
+      return op == UnOp::Round || op == UnOp::Floor || op == UnOp::Ceil;
+    }
+    case ExprKind::Binary: {
+      auto n = e.as<BinaryNode>();
+      bool closed = n->op == BinOp::Add || n->op == BinOp::Sub || n->op == BinOp::Mul || n->op == BinOp::Min ||
+                    n->op == BinOp::Max;
+      return closed && integral_f32(n->a) && integral_f32(n->b);
+    }
+    default: return false;
+  }
+}
+
+// `x` clamped by constant bounds into [lo, hi] on its outermost two operations:
+// max(lo, min(hi, y)) or min(hi, max(lo, y)), either operand order.
+bool clamped_within(const Expr& x, double lo, double hi) {
+  auto bound = [](const Expr& e, BinOp op, double* c, Expr* rest) {
+    if (e.kind() != ExprKind::Binary || e.as<BinaryNode>()->op != op) return false;
+    auto n = e.as<BinaryNode>();
+    if (is_const_float(n->a, c)) *rest = n->b;
+    else if (is_const_float(n->b, c)) *rest = n->a;
+    else return false;
+    return true;
+  };
+  double c1, c2;
+  Expr inner, rest;
+  if (bound(x, BinOp::Max, &c1, &inner)) return c1 >= lo && bound(inner, BinOp::Min, &c2, &rest) && c2 <= hi;
+  if (bound(x, BinOp::Min, &c1, &inner)) return c1 <= hi && bound(inner, BinOp::Max, &c2, &rest) && c2 >= lo;
+  return false;
+}
+
 Expr simplify_node(const Expr& e) {
   switch (e.kind()) {
     case ExprKind::Binary: return fold_binary(e.as<BinaryNode>(), e);
@@ -72,6 +113,20 @@ Expr simplify_node(const Expr& e) {
         return make_int(v, e.dtype());
       if (n->a.kind() == ExprKind::Cast && n->a.dtype() == DType::I64 && e.dtype() == DType::I64)
         return n->a;
+      // An integer constant converted to f32 (a zero point's bounds: f32(u8(255))).
+      if (e.dtype() == DType::F32 && is_const_int(n->a, &v) && std::abs(double(v)) < 16777216.0)
+        return make_const(DType::F32, double(v));
+      // f32(u8(x)) for an integer x already clamped into u8's range (a quantized value
+      // dequantized in the same kernel: QuantizeLinear then DequantizeLinear) is x itself; for
+      // a NaN x the conversion to u8 was undefined anyway.
+      if (e.dtype() == DType::F32 && n->a.kind() == ExprKind::Cast) {
+        auto inner = n->a.as<CastNode>();
+        DType t = n->a.dtype();
+        double lo = t == DType::U8 ? 0 : t == DType::I8 ? -128 : t == DType::U16 ? 0 : -32768;
+        double hi = t == DType::U8 ? 255 : t == DType::I8 ? 127 : t == DType::U16 ? 65535 : 32767;
+        bool small = t == DType::U8 || t == DType::I8 || t == DType::U16 || t == DType::I16;
+        if (small && integral_f32(inner->a) && clamped_within(inner->a, lo, hi)) return inner->a;
+      }
       return e;
     }
     case ExprKind::Unary: {
@@ -79,6 +134,8 @@ Expr simplify_node(const Expr& e) {
       int64_t v;
       if (n->op == UnOp::Not && n->a.dtype() == DType::Bool && is_const_int(n->a, &v))
         return make_int(!v, DType::Bool);
+      // Rounding an integer (round(round(x / s) + zero point)) changes nothing.
+      if ((n->op == UnOp::Round || n->op == UnOp::Floor || n->op == UnOp::Ceil) && integral_f32(n->a)) return n->a;
       return e;
     }
     default: return e;
