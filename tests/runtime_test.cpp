@@ -271,6 +271,11 @@ TEST(TensorMemory, LargeBlocksAreMarkedForHugePages) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 64, 0u);
   kiln::HostTensor copy = big;  // the allocator travels with copies
   EXPECT_TRUE(copy.same_as(big));
+  // A freed block is handed out again for the same size (a model's outputs, every run).
+  void* a = kiln::allocate_tensor_memory(3 << 20);
+  kiln::free_tensor_memory(a, 3 << 20);
+  EXPECT_EQ(kiln::allocate_tensor_memory(3 << 20), a);
+  kiln::free_tensor_memory(a, 3 << 20);
 }
 
 // A model whose kernel needs megabytes of scratch (a Winograd convolution: its padded input,

@@ -8,7 +8,7 @@
 // (1 thread: 316-333 -> 268-305 ms; ResNet-50's sum of kernel minima 101.9 -> 95.7 ms, its
 // Winograd convolutions 13-19% faster). The advice is a hint: where THP is off it changes nothing.
 //
-// Freed blocks of 128 KiB and more are kept (256 MiB at most, the oldest given back first) and
+// Freed blocks of 128 KiB and more are kept (64 MiB at most, the oldest given back first) and
 // handed out again for the same size: a model's outputs are allocated by every run, and glibc
 // mapped such blocks afresh, so each run faulted them in (and the OS zeroed them) again.
 #pragma once

@@ -18,7 +18,7 @@ constexpr size_t kAlign = 64;
 // outputs are allocated on every run; glibc maps blocks this large afresh each time, and every
 // run faulted them in (and the OS zeroed them) again.
 constexpr size_t kCachedFrom = size_t(128) << 10;
-constexpr size_t kCacheBytes = size_t(256) << 20;
+constexpr size_t kCacheBytes = size_t(64) << 20;
 
 size_t rounded_up(size_t bytes, size_t to) { return (bytes + to - 1) / to * to; }
 // Blocks are kept and matched by this size: whole huge pages from 2 MiB on, whole pages below.
