@@ -28,9 +28,6 @@ struct FreeBlocks {
   std::mutex mutex;
   std::vector<std::pair<void*, size_t>> blocks;  // (block, rounded size), oldest first
   size_t bytes = 0;
-  ~FreeBlocks() {
-    for (auto& b : blocks) std::free(b.first);
-  }
 };
 
 FreeBlocks& free_blocks() {
