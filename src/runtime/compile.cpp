@@ -217,7 +217,7 @@ class Compiler {
     std::string op_type, domain;
     std::vector<std::string> inputs;
   };
-  std::map<std::string, Reader> reader_;  // a reader of each value (the only one where uses_ is 1)
+  std::map<std::string, Reader> reader_;  // a reader of each dequantized value (the only one where uses_ is 1)
   std::set<std::string> dequantized_;                  // outputs of DequantizeLinear nodes
   // Constants made for kernels rather than the graph (packed weights), by argument name.
   std::map<std::string, std::shared_ptr<const HostTensor>> prepared_;
@@ -614,7 +614,7 @@ class Compiler {
         int w = SequenceLowering::is_sequence_op(n.op_type) ? 2 : weight;
         for (auto& in : n.inputs) {
           uses_[in] += w;
-          reader_[in] = {n.op_type, n.domain, n.inputs};
+          if (dequantized_.count(in)) reader_[in] = {n.op_type, n.domain, n.inputs};  // producers come first
         }
         if (n.op_type == "DequantizeLinear" && n.domain.empty())
           for (auto& o : n.outputs) dequantized_.insert(o);
