@@ -5,6 +5,7 @@
 
 #include <sys/resource.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -262,10 +263,13 @@ TEST(TensorMemory, LargeBlocksAreMarkedForHugePages) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(big.data()) % (2u << 20), 0u);
   std::string flags = vm_flags_of(big.data());
   ASSERT_NE(flags, "") << "no mapping found in /proc/self/smaps";
-  EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
+  // A kernel built without transparent huge pages refuses the advice (and has no such flag).
+  bool thp = std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled");
+  if (!thp) std::fprintf(stderr, "note: this kernel has no transparent huge pages; the 'hg' flag is not checked\n");
+  if (thp) EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
   void* scratch = kiln_scratch_alloc(3 << 20);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(scratch) % (2u << 20), 0u);
-  EXPECT_NE(vm_flags_of(scratch).find(" hg"), std::string::npos) << vm_flags_of(scratch);
+  if (thp) EXPECT_NE(vm_flags_of(scratch).find(" hg"), std::string::npos) << vm_flags_of(scratch);
   kiln_scratch_free(scratch);
   kiln::HostTensor small(kiln::DType::F32, {100});
   EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 64, 0u);
