@@ -313,6 +313,15 @@ struct RowSegment {
   int64_t tile_rows;
 };
 
+// A tile whose vector axis is one vector wide (a channel-blocked layout's 16 lanes on AVX-512)
+// that spans `count` neighbouring blocks of the outer axis `axis` instead (the output-channel
+// blocks of NCHW16c): every row's operand (a pixel's input) is then broadcast once for `count`
+// vectors of weights, and the tile holds rows x count accumulators instead of rows x 1.
+struct VectorBlocks {
+  size_t axis = 0;
+  int64_t count = 0;  // 0: none
+};
+
 // Register tiles of `tile_rows` rows of blocked axis `bi` (per segment of its rows) by `vj`
 // neighbouring outputs of vector axis `vi`, over ranges whose extent along vi is a multiple
 // of vj (each segment's along bi a multiple of its tile rows), reading the shared operand from
@@ -321,12 +330,12 @@ struct RowSegment {
 // panel serves every other output in turn while it is in cache.
 Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi, size_t vi,
                      const std::vector<RowSegment>& segments, int64_t vj, int64_t lanes, const Panels& panels,
-                     const Blocking& blocking) {
+                     const Blocking& blocking, const VectorBlocks& blocks = {}) {
   const Buffer& dst = n.dst;
   const auto& axes = n.axes;
   const ReduceNode* r = n.r;
   size_t last = axes.size() - 1;
-  int64_t panel_count = ranges[vi].extent() / vj;
+  int64_t panel_count = blocks.count ? 1 : ranges[vi].extent() / vj;
   int64_t first = r->axes[0].extent;
   bool kblocked = blocking.chunk > 0 && blocking.chunk < first;
   int64_t ppg = blocking.panels_per_group > 0 && blocking.panels_per_group < panel_count ? blocking.panels_per_group
@@ -334,6 +343,7 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
   Var kb(r->axes[0].var.name() + "_b"), jg(axes[vi].name() + "_g");
   Var i0(axes[bi].name() + "_o"), ii(axes[bi].name() + "_t");
   Var j0(axes[vi].name() + "_o"), jv(axes[vi].name() + "_v"), lane(axes[vi].name() + "_l");
+  Var bo(blocks.count ? axes[blocks.axis].name() + "_o" : "unused");
   Expr jj = Expr(jv) * make_int(lanes) + lane;  // position in the tile row
   Expr panel = ppg < panel_count ? Expr(jg) * make_int(ppg) + j0 : Expr(j0);
   // With a vector axis other than the innermost (a convolution in the plain layout, its
@@ -360,7 +370,12 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
     Expr tile_at = strip ? Expr(is) * make_int(strip) + i0 : Expr(i0);
     VarMap m;
     m[axes[bi].as<VarNode>()] = tile_at * make_int(ri) + ii + make_int(seg.rows.lo);
-    m[axes[vi].as<VarNode>()] = panel * make_int(vj) + jj + make_int(ranges[vi].lo);
+    if (blocks.count) {
+      m[axes[vi].as<VarNode>()] = Expr(lane) + make_int(ranges[vi].lo);
+      m[axes[blocks.axis].as<VarNode>()] = Expr(bo) * make_int(blocks.count) + jv + make_int(ranges[blocks.axis].lo);
+    } else {
+      m[axes[vi].as<VarNode>()] = panel * make_int(vj) + jj + make_int(ranges[vi].lo);
+    }
     Expr body = r->body;
     if (panels.packed) {
       body = rewrite(body, [&](const Expr& e) { return e.same_as(panels.shared) ? load(panels.packed, panels.index) : e; });
@@ -401,8 +416,11 @@ Stmt tiled_reduction(const Nest& n, const std::vector<Range>& ranges, size_t bi,
     return kblocked ? loop(kb, 0, first / blocking.chunk, st, ForKind::Rolled) : st;
   };
   auto outer_axes = [&](Stmt s) {
-    for (int d = int(last); d >= 0; --d)
-      if (size_t(d) != bi && size_t(d) != vi) s = loop(axes[d], ranges[d].lo, ranges[d].hi, s);
+    for (int d = int(last); d >= 0; --d) {
+      if (size_t(d) == bi || size_t(d) == vi) continue;
+      s = blocks.count && size_t(d) == blocks.axis ? loop(bo, 0, ranges[d].extent() / blocks.count, s)
+                                                    : loop(axes[d], ranges[d].lo, ranges[d].hi, s);
+    }
     return s;
   };
   // Every segment of rows inside one pass over the panels (or panel groups): the rows left
@@ -624,6 +642,44 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
   return p;
 }
 
+
+// Whether `e` reads the variable `v` anywhere.
+bool mentions(const Expr& e, const VarNode* v) {
+  bool found = false;
+  visit(e, [&](const Expr& x) { found |= x.kind() == ExprKind::Var && x.as<VarNode>() == v; });
+  return found;
+}
+
+// The outer axis a one-vector tile spans (VectorBlocks), when the tile's vector axis is exactly
+// one vector and the target has registers for more: an axis every load along which also varies
+// along the vector axis (a vector of weights per block), while some load varies along neither
+// (the rows' operand, broadcast once for all the blocks). The innermost such axis, its extent a
+// multiple of the block count (4, 3 or 2 vectors with 32 registers).
+VectorBlocks vector_blocks(const Nest& n, const Shape& shape, const TilePlan& p, int64_t lanes, int64_t max_vectors) {
+  VectorBlocks b;
+  size_t last = n.axes.size() - 1;
+  if (p.vi != last || shape[p.vi] != lanes || max_vectors < 2) return b;
+  const VarNode* vec = n.axes[p.vi].as<VarNode>();
+  for (size_t d = 0; d < last; ++d) {
+    if (d == p.bi || shape[d] < 2) continue;
+    const VarNode* axis = n.axes[d].as<VarNode>();
+    bool per_block_vectors = true;
+    int broadcast = 0;
+    visit(n.r->body, [&](const Expr& e) {
+      if (e.kind() != ExprKind::Load) return;
+      bool on_axis = mentions(e, axis), on_vector = mentions(e, vec);
+      per_block_vectors &= !on_axis || on_vector;
+      broadcast += !on_axis && !on_vector;
+    });
+    if (!per_block_vectors || broadcast == 0) continue;
+    for (int64_t c = max_vectors; c >= 2; --c)
+      if (shape[d] % c == 0) {
+        b = {d, c};
+        break;
+      }
+  }
+  return b;
+}
 }  // namespace
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
@@ -690,6 +746,11 @@ Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const R
   size_t vi = plan->vi, bi = plan->bi;
   int64_t ri = plan->ri, width = shape[vi], rows = shape[bi];
   int64_t j = 0;
+  if (VectorBlocks blocks = vector_blocks(n, shape, *plan, lanes, max_vectors); blocks.count) {
+    int64_t vj = blocks.count * lanes;
+    Blocking blocking = plan_blocking(r, dst, vi, last, 1, vj, rows);
+    return tiled_reduction(n, full, bi, vi, row_segments(rows, ri, blocks.count), vj, lanes, Panels{}, blocking, blocks);
+  }
 
   // Column bands: full-width tiles, then one-vector tiles for what is left (28 = 16 + 8 + 4),
   // then plain rows for the last columns. Rows beyond a multiple of ri take shorter tiles.
