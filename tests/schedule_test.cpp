@@ -283,6 +283,33 @@ TEST(ReductionSchedule, OneVectorTilesSpanOutputBlocks) {
       }
 }
 
+// 9 blocks in 3 groups of 3 on 2 threads would leave a thread idle: with weights this small the
+// group loop goes inside the row tiles, which then split over the threads.
+TEST(ReductionSchedule, FewBlockGroupsGoInsideTheRowTiles) {
+  Tensor w = placeholder({9, 2, 16, 16}, DType::F32, "w"), x = placeholder({2, 40, 16}, DType::F32, "x");
+  IterVar kb = reduce_axis(2, "kb"), kl = reduce_axis(16, "kl");
+  Tensor out = compute({9, 40, 16}, [&](const std::vector<Var>& i) {
+    return sum(w(i[0], kb.var, kl.var, i[2]) * x(kb.var, i[1], kl.var), {kb, kl});
+  }, "out");
+  VectorTarget two_threads{64, 32};
+  two_threads.threads = 2;
+  PrimFunc f = lower("inside", {w, x}, {out}, two_threads);
+  std::string ir = to_string(f);
+  size_t rows = ir.find("out_i1_o in [0, 0 + 6)");
+  ASSERT_NE(rows, std::string::npos) << ir;
+  EXPECT_NE(ir.find("out_i0_o in [0, 0 + 3)", rows), std::string::npos) << ir;
+  std::vector<float> W = test_data(9 * 2 * 16 * 16, 13), X = test_data(2 * 40 * 16, 14), O(9 * 40 * 16);
+  run(f, {W.data(), X.data(), O.data()});
+  for (int cb = 0; cb < 9; ++cb)
+    for (int p = 0; p < 40; ++p)
+      for (int l = 0; l < 16; ++l) {
+        double want = 0;
+        for (int b = 0; b < 2; ++b)
+          for (int k = 0; k < 16; ++k) want += double(W[((cb * 2 + b) * 16 + k) * 16 + l]) * X[(b * 40 + p) * 16 + k];
+        ASSERT_NEAR(O[(cb * 40 + p) * 16 + l], want, 1e-4) << cb << " " << p << " " << l;
+      }
+}
+
 // Row sums and maxima over two reduction axes, the inner one contiguous (5 x 75: 75 = 4 x 16
 // terms in two vectors of lanes + an 11-term tail): partial results in lanes, folded after the loop.
 // The sum is reassociated, so it is checked within rounding; the max exactly.
