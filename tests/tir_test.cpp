@@ -272,6 +272,22 @@ TEST(Tir, ParallelLoopFusedForBalance) {
   EXPECT_NE(even.find("parallel d_i0 in [0, 0 + 4):"), std::string::npos) << even;
 }
 
+// A product of 4 rows is one register tile with no loop around it: the first serial loop is
+// the reduction, which accumulates into the tile allocated outside it, so it must stay serial
+// (in parallel each thread summed part of the terms and one part was lost).
+TEST(Tir, ReductionLoopsStaySerial) {
+  Tensor a = placeholder({4, 256}, DType::F32, "a"), b = placeholder({256, 64}, DType::F32, "b");
+  IterVar k = reduce_axis(256, "k");
+  Tensor c = compute({4, 64}, [&](const std::vector<Var>& i) { return sum(a(i[0], k.var) * b(k.var, i[1]), {k}); }, "c");
+  PrimFunc f = lower("one_tile", {a, b}, {c}, VectorTarget{64, 32});
+  std::string text = to_string(f.body);
+  ASSERT_NE(text.find("for k in [0, 0 + 256)"), std::string::npos) << text;
+  std::string two = to_string(parallelize_outer_loops(f.body, 1, 2));
+  // The packing of b before it is parallel (each k writes its own row); the product's k is not.
+  EXPECT_NE(two.find("parallel k in [0, 0 + 256):\n  for pack_t"), std::string::npos) << two;
+  EXPECT_NE(two.find("for k in [0, 0 + 256):\n  unrolled c_i0_t"), std::string::npos) << two;
+}
+
 // Each buffer of a kernel is its own alias scope (codegen/emitter.h, annotate_aliasing): a
 // store to the u8 output cannot clobber the f32 scale, so the scale's load leaves the loop
 // instead of being repeated after every store. The result is checked too.

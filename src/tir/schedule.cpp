@@ -1,5 +1,7 @@
 #include "tir/schedule.h"
 
+#include <set>
+
 #include "kiln/error.h"
 #include "tir/cost.h"
 #include "tir/schedule_steps.h"
@@ -39,6 +41,47 @@ Stmt fuse_for_balance(Stmt s, int threads) {
   }
 }
 
+// Whether iterations of loop `n` may write the same element of a buffer that lives outside
+// it: some store's index depends on neither the loop's variable nor a loop inside whose bounds
+// do (a reduction loop accumulating into a tile allocated around it, the only loop of a
+// one-tile remainder). Such a loop must stay serial: run in parallel, each thread summed part
+// of the terms and one part was lost (a 1x1 convolution's last 4 pixels at 2 threads).
+bool writes_across_iterations(const ForNode* n) {
+  std::set<const VarNode*> varying{n->var.as<VarNode>()};
+  std::set<const BufferNode*> local;
+  auto depends = [&](const Expr& e) {
+    bool d = false;
+    if (e.defined()) visit(e, [&](const Expr& x) { d |= x.kind() == ExprKind::Var && varying.count(x.as<VarNode>()); });
+    return d;
+  };
+  bool shared = false;
+  visit(n->body, [&](const Stmt& s) {
+    switch (s->kind) {
+      case StmtKind::For: {
+        auto f = as<ForNode>(s);
+        if (depends(f->min) || depends(f->extent)) varying.insert(f->var.as<VarNode>());
+        break;
+      }
+      case StmtKind::Allocate: local.insert(as<AllocateNode>(s)->buffer.get()); break;
+      case StmtKind::Store: {
+        auto st = as<StoreNode>(s);
+        if (local.count(st->buffer.get())) break;
+        bool d = false;
+        for (auto& i : st->indices) d |= depends(i);
+        shared |= !d;
+        break;
+      }
+      case StmtKind::TileMatmul: {
+        auto t = as<TileMatmulNode>(s);
+        shared |= !local.count(t->c.buffer.get()) && !depends(t->c.offset);
+        break;
+      }
+      default: break;
+    }
+  });
+  return shared;
+}
+
 }  // namespace
 
 Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work, int threads) {
@@ -53,7 +96,7 @@ Stmt parallelize_outer_loops(const Stmt& s, int64_t min_work, int threads) {
         return make_for(n->var, n->min, n->extent, n->for_kind, parallelize_outer_loops(n->body, min_work, threads));
       if (n->for_kind != ForKind::Serial || !is_const_int(n->extent, &ext) || ext < 2) return s;
       if (!is_const_int(n->min, &mn) || mn != 0) return s;  // remainder nests stay serial
-      if (estimate_work(s) < min_work) return s;
+      if (estimate_work(s) < min_work || writes_across_iterations(n)) return s;
       Stmt nest = threads > 1 ? fuse_for_balance(s, threads) : s;
       auto f = as<ForNode>(nest);
       return make_for(f->var, f->min, f->extent, ForKind::Parallel, f->body);
