@@ -101,7 +101,7 @@ Tensor conv_blocked(OpContext& ctx) {
   int64_t out_channels = w.dim(0), group = ctx.attr_int("group", 1);
   bool depthwise = group > 1;
   if ((depthwise && (group != p.channels || out_channels != p.channels || w.dim(1) != 1 || !in_blocked || !out_blocked)) ||
-      (!depthwise && (group != 1 || w.dim(1) != p.channels)) || (out_blocked && out_channels % kChannelBlock))
+      (!depthwise && (group != 1 || w.dim(1) != p.channels)) || ((out_blocked || !in_blocked) && out_channels % kChannelBlock))
     ctx.error("weights ", shape_str(w.shape()), " and group ", group, " do not fit ", p.channels, " input channels");
   Window win = sliding_window(ctx, {p.height, p.width}, {w.dim(2), w.dim(3)});
   for (int d = 0; d < 2; ++d)
@@ -163,7 +163,7 @@ Tensor conv_blocked(OpContext& ctx) {
       return blocked_element(acc, i[0], i[1], i[2], i[3], win.out[1]) + init(i[1]);
     }, name);
   }
-  if (!out_blocked) {
+  if (in_blocked && !out_blocked) {
     // Plain output from a blocked input, fewer than 16 channels: one reduction per element.
     return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
       auto cb = tir::reduce_axis(cb_count, name + "_rcb"), r = tir::reduce_axis(kh, name + "_rk0"),
@@ -188,12 +188,21 @@ Tensor conv_blocked(OpContext& ctx) {
   Tensor wb = tir::compute_materialized({out_channels / kChannelBlock, p.channels, kh, kw, kChannelBlock}, [&](const std::vector<Var>& i) {
     return w(Idx{Expr(i[0]) * kChannelBlock + i[4], i[1], i[2], i[3]});
   }, name + "_wblocked");
-  return tir::compute(out, [&](const std::vector<Var>& i) {
-    auto c = tir::reduce_axis(p.channels, name + "_rc"), r = tir::reduce_axis(kh, name + "_rk0"),
-         s = tir::reduce_axis(kw, name + "_rk1");
-    Expr xv = plain_padded(Idx{i[0], c.var, tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var)});
-    return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], c.var, r.var, s.var, i[3]}), {c, r, s},
-                       init(Expr(i[1]) * kChannelBlock + i[3]));
+  auto products = [&](bool with_bias, const std::string& stage) {
+    return tir::compute(out, [&](const std::vector<Var>& i) {
+      auto c = tir::reduce_axis(p.channels, name + "_rc"), r = tir::reduce_axis(kh, name + "_rk0"),
+           s = tir::reduce_axis(kw, name + "_rk1");
+      Expr xv = plain_padded(Idx{i[0], c.var, tap(win, 0, at(i, 0), r.var), tap(win, 1, at(i, 1), s.var)});
+      return tir::reduce(tir::ReduceOp::Sum, xv * wb(Idx{i[1], c.var, r.var, s.var, i[3]}), {c, r, s},
+                         with_bias ? init(Expr(i[1]) * kChannelBlock + i[3]) : zero);
+    }, stage);
+  };
+  if (out_blocked) return products(true, name);
+  // Plain in and out (the layout pass's choice for a convolution that writes a model output):
+  // blocked products, then one conversion where the epilogue fuses, as above.
+  Tensor acc = products(false, name + "_blocked");
+  return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
+    return blocked_element(acc, i[0], i[1], i[2], i[3], win.out[1]) + init(i[1]);
   }, name);
 }
 

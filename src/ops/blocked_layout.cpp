@@ -134,7 +134,12 @@ std::optional<BlockedLayout::Rewrite> BlockedLayout::conv(const Node& n, Graph& 
   Window win = sliding_window(ctx, {height, width}, kernel);
   // Winograd's products run on blocks whatever layout the input and output have.
   bool winograd = winograd_ && group == 1 && winograd_fits(win, channels, out_channels);
-  if (!bx && !out_blocked && !winograd) return std::nullopt;
+  // A plain convolution whose output must stay plain (a model output) still computes on blocks
+  // when its channels fill them, converting once at the end: a channel-vector tile over the
+  // plain output stores its pixels' channels lane by lane, H * W apart (ResNet-50's 7x7 stem
+  // alone: 2.96 -> 1.6-1.8 ms at 1 thread on AVX-512).
+  bool through_blocks = !bx && !out_blocked && group == 1 && out_channels % kBlock == 0;
+  if (!bx && !out_blocked && !winograd && !through_blocks) return std::nullopt;
   Rewrite r;
   Node m = n;
   m.domain = kInternalDomain;

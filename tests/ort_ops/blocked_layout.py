@@ -1,7 +1,7 @@
 """The channel-blocked layout (src/ops/blocked_layout.cpp) against ONNX Runtime: one model
 with every rewrite the pass makes — convolutions with plain and blocked inputs and outputs
 (3x3 strided stem, 1x1, strided 1x1, 3x3 by Winograd's F(2x2, 3x3) (blocked, and plain with padded channels) and directly, depthwise, too few output
-channels to block), batch norm as
+channels to block, a 7x7 strided one from a plain input to a model output), batch norm as
 scale/shift, residual add, max and average pools, per-channel and scalar constants, a
 squeeze-excite product broadcasting a 1x1 map, a global pool — on a batch of 2 non-square
 images, with graph outputs taken from the middle of the chain and a value read both blocked
@@ -74,8 +74,12 @@ nodes = [
     # Winograd from a plain input (a Concat's) to a plain output of 24 channels (padded to 32).
     helper.make_node("Concat", ["r1", "r1"], ["cat"], axis=1),
     helper.make_node("Conv", ["cat", weights("wp", 24, 64, 3, 3)], ["cw"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    # A plain input to a model output of 16 channels: computed on blocks, converted once at the end.
+    helper.make_node("Conv", ["cat", weights("ws", 16, 64, 7, 7), const("bs", rng.standard_normal(16) * 0.1)], ["cs"],
+                     kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]),
 ]
-outputs = {"a6": [N, 32, 4, 7], "t1": [N, 9, 14, 32], "c3": [N, 24, 9, 14], "rd5": [N, 32, 5, 7], "cw": [N, 24, 9, 14]}
+outputs = {"a6": [N, 32, 4, 7], "t1": [N, 9, 14, 32], "c3": [N, 24, 9, 14], "rd5": [N, 32, 5, 7], "cw": [N, 24, 9, 14],
+           "cs": [N, 16, 5, 7]}
 graph = helper.make_graph(nodes, "blocked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [N, 3, H, W])],
                           [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()], inits)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
