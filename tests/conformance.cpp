@@ -5,11 +5,12 @@
 //
 //   kiln_conformance [--report FILE.md] [--title T] [--filter SUBSTR] [--min-pass [SUITE=]RATE]... DIR...
 // Exit code 1 when the pass rate over all cases, or of a named suite (folder), is below its
-// --min-pass (default 0).
+// --min-pass (default 0). KILN_TEST_THREADS=N compiles every case for N threads (default 1).
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -78,6 +79,7 @@ std::string run_case(const fs::path& dir) {
       if (infos.size() != inputs.size()) return "fail\tinput count mismatch";
       kiln::CompileOptions opts;
       opts.log = [](const std::string&) {};
+      if (const char* t = std::getenv("KILN_TEST_THREADS")) opts.threads = std::atoi(t);
       for (size_t i = 0; i < infos.size(); ++i) {
         // ONNX 1.12's test data stores bfloat16 tensors as uint16 bit patterns.
         if (inputs[i].dtype == kiln::DType::U16 && infos[i].dtype == kiln::DType::BF16) inputs[i].dtype = kiln::DType::BF16;
