@@ -254,60 +254,62 @@ TEST(ReductionSchedule, ChannelVectorsOnlyOverConstantWeights) {
     }
 }
 
-// A channel-blocked 1x1 convolution, out[cb, p, l] = sum w[cb, kb, kl, l] * x[kb, p, kl] with
-// 16-channel blocks: on AVX-512 a block is one vector, so a tile spans 3 neighbouring output
-// blocks (6 of them: 3 divides, 4 does not), each input broadcast once for all three, rather
-// than 6 pixels x 1 vector (6 accumulators, FMA latency bound). On AVX2 a block is two vectors
-// and the tile stays within it.
-TEST(ReductionSchedule, OneVectorTilesSpanOutputBlocks) {
-  Tensor w = placeholder({6, 2, 16, 16}, DType::F32, "w"), x = placeholder({2, 13, 16}, DType::F32, "x");
+// A channel-blocked 1x1 convolution over `blocks` output blocks and `pixels` pixels with two
+// input blocks: out[cb, p, l] = sum w[cb, kb, kl, l] * x[kb, p, kl], 16-channel blocks.
+struct BlockedPointwise {
+  int64_t blocks, pixels;
+  Tensor w, x, out;
   IterVar kb = reduce_axis(2, "kb"), kl = reduce_axis(16, "kl");
-  Tensor out = compute({6, 13, 16}, [&](const std::vector<Var>& i) {
-    return sum(w(i[0], kb.var, kl.var, i[2]) * x(kb.var, i[1], kl.var), {kb, kl});
-  }, "out");
-  PrimFunc avx2 = lower("blocks", {w, x}, {out}, VectorTarget{32, 16});
+  BlockedPointwise(int64_t blocks_, int64_t pixels_) : blocks(blocks_), pixels(pixels_) {
+    w = placeholder({blocks, 2, 16, 16}, DType::F32, "w");
+    x = placeholder({2, pixels, 16}, DType::F32, "x");
+    out = compute({blocks, pixels, 16}, [&](const std::vector<Var>& i) {
+      return sum(w(i[0], kb.var, kl.var, i[2]) * x(kb.var, i[1], kl.var), {kb, kl});
+    }, "out");
+  }
+  PrimFunc lowered(const VectorTarget& t) { return lower("blocks", {w, x}, {out}, t); }
+  void check(const PrimFunc& f) {
+    std::vector<float> W = test_data(blocks * 2 * 16 * 16, 11), X = test_data(2 * pixels * 16, 12), O(blocks * pixels * 16);
+    run(f, {W.data(), X.data(), O.data()});
+    for (int64_t cb = 0; cb < blocks; ++cb)
+      for (int64_t p = 0; p < pixels; ++p)
+        for (int64_t l = 0; l < 16; ++l) {
+          double want = 0;
+          for (int64_t b = 0; b < 2; ++b)
+            for (int64_t k = 0; k < 16; ++k)
+              want += double(W[((cb * 2 + b) * 16 + k) * 16 + l]) * X[(b * pixels + p) * 16 + k];
+          ASSERT_NEAR(O[(cb * pixels + p) * 16 + l], want, 1e-4) << cb << " " << p << " " << l;
+        }
+  }
+};
+
+// On AVX-512 a 16-channel block is one vector, so a tile spans 3 neighbouring output blocks (6
+// of them: 3 divides, 4 does not), each input broadcast once for all three, rather than 6
+// pixels x 1 vector (6 accumulators, FMA latency bound). On AVX2 a block is two vectors and
+// the tile stays within it.
+TEST(ReductionSchedule, OneVectorTilesSpanOutputBlocks) {
+  BlockedPointwise conv(6, 13);
+  PrimFunc avx2 = conv.lowered(VectorTarget{32, 16});
   EXPECT_NE(to_string(avx2).find("out_tile: f32[6x16]"), std::string::npos) << to_string(avx2);
-  PrimFunc f = lower("blocks", {w, x}, {out}, VectorTarget{64, 32});
+  PrimFunc f = conv.lowered(VectorTarget{64, 32});
   std::string ir = to_string(f);
   EXPECT_NE(ir.find("out_tile: f32[6x48]"), std::string::npos) << ir;
   EXPECT_NE(ir.find("out_i0_o in [0, 0 + 2)"), std::string::npos) << ir;
-  std::vector<float> W = test_data(6 * 2 * 16 * 16, 11), X = test_data(2 * 13 * 16, 12), O(6 * 13 * 16);
-  run(f, {W.data(), X.data(), O.data()});
-  for (int cb = 0; cb < 6; ++cb)
-    for (int p = 0; p < 13; ++p)
-      for (int l = 0; l < 16; ++l) {
-        double want = 0;
-        for (int b = 0; b < 2; ++b)
-          for (int k = 0; k < 16; ++k) want += double(W[((cb * 2 + b) * 16 + k) * 16 + l]) * X[(b * 13 + p) * 16 + k];
-        ASSERT_NEAR(O[(cb * 13 + p) * 16 + l], want, 1e-4) << cb << " " << p << " " << l;
-      }
+  conv.check(f);
 }
 
 // 9 blocks in 3 groups of 3 on 2 threads would leave a thread idle: with weights this small the
 // group loop goes inside the row tiles, which then split over the threads.
 TEST(ReductionSchedule, FewBlockGroupsGoInsideTheRowTiles) {
-  Tensor w = placeholder({9, 2, 16, 16}, DType::F32, "w"), x = placeholder({2, 40, 16}, DType::F32, "x");
-  IterVar kb = reduce_axis(2, "kb"), kl = reduce_axis(16, "kl");
-  Tensor out = compute({9, 40, 16}, [&](const std::vector<Var>& i) {
-    return sum(w(i[0], kb.var, kl.var, i[2]) * x(kb.var, i[1], kl.var), {kb, kl});
-  }, "out");
+  BlockedPointwise conv(9, 40);
   VectorTarget two_threads{64, 32};
   two_threads.threads = 2;
-  PrimFunc f = lower("inside", {w, x}, {out}, two_threads);
+  PrimFunc f = conv.lowered(two_threads);
   std::string ir = to_string(f);
   size_t rows = ir.find("out_i1_o in [0, 0 + 6)");
   ASSERT_NE(rows, std::string::npos) << ir;
   EXPECT_NE(ir.find("out_i0_o in [0, 0 + 3)", rows), std::string::npos) << ir;
-  std::vector<float> W = test_data(9 * 2 * 16 * 16, 13), X = test_data(2 * 40 * 16, 14), O(9 * 40 * 16);
-  run(f, {W.data(), X.data(), O.data()});
-  for (int cb = 0; cb < 9; ++cb)
-    for (int p = 0; p < 40; ++p)
-      for (int l = 0; l < 16; ++l) {
-        double want = 0;
-        for (int b = 0; b < 2; ++b)
-          for (int k = 0; k < 16; ++k) want += double(W[((cb * 2 + b) * 16 + k) * 16 + l]) * X[(b * 40 + p) * 16 + k];
-        ASSERT_NEAR(O[(cb * 40 + p) * 16 + l], want, 1e-4) << cb << " " << p << " " << l;
-      }
+  conv.check(f);
 }
 
 // Row sums and maxima over two reduction axes, the inner one contiguous (5 x 75: 75 = 4 x 16

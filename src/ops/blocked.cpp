@@ -133,6 +133,16 @@ Tensor conv_blocked(OpContext& ctx) {
   auto at = [&](const std::vector<Var>& i, int d) {
     return d == 0 ? floordiv(Expr(i[2]), win.out[1]) : floormod(Expr(i[2]), win.out[1]);
   };
+  // The result from blocked products (products(with_bias, stage name)): those, with the bias,
+  // for a blocked output; for a plain one, a blocked scratch converted once, the bias added in
+  // the conversion, where the epilogue fuses.
+  auto finish = [&](const std::function<Tensor(bool, const std::string&)>& products) {
+    if (out_blocked) return products(true, name);
+    Tensor acc = products(false, name + "_blocked");
+    return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
+      return blocked_element(acc, i[0], i[1], i[2], i[3], win.out[1]) + init(i[1]);
+    }, name);
+  };
   if (in_blocked && !depthwise && (out_blocked || out_channels >= kChannelBlock)) {
     // Products over whole blocks of output channels with whole-vector stores. A plain output
     // takes them from a blocked scratch, its channels padded to whole blocks with zero weights,
@@ -157,11 +167,7 @@ Tensor conv_blocked(OpContext& ctx) {
                            with_bias ? init(Expr(i[1]) * kChannelBlock + i[3]) : zero);
       }, stage);
     };
-    if (out_blocked) return products(true, name);
-    Tensor acc = products(false, name + "_blocked");
-    return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
-      return blocked_element(acc, i[0], i[1], i[2], i[3], win.out[1]) + init(i[1]);
-    }, name);
+    return finish(products);
   }
   if (in_blocked && !out_blocked) {
     // Plain output from a blocked input, fewer than 16 channels: one reduction per element.
@@ -197,13 +203,8 @@ Tensor conv_blocked(OpContext& ctx) {
                          with_bias ? init(Expr(i[1]) * kChannelBlock + i[3]) : zero);
     }, stage);
   };
-  if (out_blocked) return products(true, name);
-  // Plain in and out (the layout pass's choice for a convolution that writes a model output):
-  // blocked products, then one conversion where the epilogue fuses, as above.
-  Tensor acc = products(false, name + "_blocked");
-  return tir::compute({x.dim(0), out_channels, win.out[0], win.out[1]}, [&](const std::vector<Var>& i) {
-    return blocked_element(acc, i[0], i[1], i[2], i[3], win.out[1]) + init(i[1]);
-  }, name);
+  // Plain in and out: the layout pass's choice for a convolution that writes a model output.
+  return finish(products);
 }
 
 // kiln.PoolBlocked(x): MaxPool, AveragePool (no padding, or count_include_pad) or their
