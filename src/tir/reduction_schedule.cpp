@@ -652,14 +652,6 @@ std::optional<TilePlan> plan_tiles(const Nest& n, const Shape& shape, size_t vi,
   return p;
 }
 
-
-// Whether `e` reads the variable `v` anywhere.
-bool mentions(const Expr& e, const VarNode* v) {
-  bool found = false;
-  visit(e, [&](const Expr& x) { found |= x.kind() == ExprKind::Var && x.as<VarNode>() == v; });
-  return found;
-}
-
 // The outer axis a one-vector tile spans (VectorBlocks), when the tile's vector axis is exactly
 // one vector and the target has registers for more: an axis every load along which also varies
 // along the vector axis (a vector of weights per block), while some load varies along neither
@@ -680,7 +672,7 @@ VectorBlocks vector_blocks(const Nest& n, const Shape& shape, const TilePlan& p,
     int broadcast = 0;
     visit(n.r->body, [&](const Expr& e) {
       if (e.kind() != ExprKind::Load) return;
-      bool on_axis = mentions(e, axis), on_vector = mentions(e, vec);
+      bool on_axis = uses_var(e, axis), on_vector = uses_var(e, vec);
       per_block_vectors &= !on_axis || on_vector;
       broadcast += !on_axis && !on_vector;
     });
@@ -695,6 +687,7 @@ VectorBlocks vector_blocks(const Nest& n, const Shape& shape, const TilePlan& p,
   }
   return b;
 }
+
 }  // namespace
 
 Stmt schedule_reduction(const Buffer& dst, const std::vector<Var>& axes, const ReduceNode* r,
