@@ -212,6 +212,22 @@ TEST(ReductionSchedule, TwoBlockReductionIsBlocked) {
   mm.check(f);
 }
 
+// Blocked products whose rows exceed L2 stream them from L3 once per panel group: with 2 MiB of
+// L2 the groups take 512 KiB (all 4 panels of 128 KiB here, so no group loop), with 512 KiB
+// they keep 256 KiB (2 groups of 2 panels). (The schedule only: the groups' results are
+// checked by the tests around this one.)
+TEST(ReductionSchedule, LargerL2TakesLargerPanelGroups) {
+  Matmul mm(1100, 256, 1024);
+  VectorTarget big{64, 32}, small{64, 32};
+  big.l2_bytes = 2 << 20;
+  small.l2_bytes = 512 << 10;
+  std::string with_big = to_string(lower("mm", {mm.a, mm.b}, {mm.c}, big, {mm.b.buffer().get()}));
+  std::string with_small = to_string(lower("mm", {mm.a, mm.b}, {mm.c}, small, {mm.b.buffer().get()}));
+  EXPECT_NE(with_big.find("rolled k_b in [0, 0 + 2)"), std::string::npos) << with_big;
+  EXPECT_EQ(with_big.find("c_i1_g in"), std::string::npos) << with_big;
+  EXPECT_NE(with_small.find("c_i1_g in [0, 0 + 2)"), std::string::npos) << with_small;
+}
+
 // 128 rows by 12 constant panels of B: the panels go in groups (B exceeds the group budget while
 // A fits L2), and both segments of rows (20 tiles of 6, 2 of 4) run inside one pass over the
 // groups, so the last rows find each group's panels still in cache.
