@@ -282,6 +282,28 @@ TEST(TensorMemory, LargeBlocksAreMarkedForHugePages) {
   kiln::free_tensor_memory(a, 3 << 20);
 }
 
+// Tensor memory comes back from the block cache as it was left: HostTensor(dtype, shape) still
+// zero-fills it, while the uninitialized form (a model's outputs, which their kernels write in
+// full) leaves it, so a run does not clear its outputs before computing them.
+TEST(TensorMemory, ZeroFilledUnlessAskedOtherwise) {
+  const kiln::Shape shape{512, 512};  // 1 MiB: cached when freed
+  void* first = nullptr;
+  {
+    kiln::HostTensor dirty(kiln::DType::F32, shape, kiln::HostTensor::Uninitialized{});
+    std::memset(dirty.data(), 0xAB, dirty.bytes.size());
+    first = dirty.data();
+  }
+  {
+    kiln::HostTensor zeroed(kiln::DType::F32, shape);
+    ASSERT_EQ(zeroed.data(), first) << "the freed block was not reused; the test checks nothing";
+    for (size_t k = 0; k < zeroed.bytes.size(); ++k) ASSERT_EQ(zeroed.bytes[k], 0) << k;
+    std::memset(zeroed.data(), 0xCD, zeroed.bytes.size());
+  }
+  kiln::HostTensor raw(kiln::DType::F32, shape, kiln::HostTensor::Uninitialized{});
+  ASSERT_EQ(raw.data(), first);
+  EXPECT_EQ(raw.bytes[0], 0xCD);  // not cleared
+}
+
 // A model whose kernel needs megabytes of scratch (a Winograd convolution: its padded input,
 // transformed tiles and products) and its arena keep their memory from one run to the next:
 // malloc and free per run gave it back to the OS and faulted it in again (PP-OCRv4

@@ -22,8 +22,16 @@ struct HostTensor {
   Shape shape;
   TensorBytes bytes;
 
+  // Bytes left as the allocator hands them out: for a tensor that is written in full next (a
+  // model output its generated kernel computes).
+  struct Uninitialized {};
+
   HostTensor() = default;
-  HostTensor(DType t, Shape s) : dtype(t), shape(std::move(s)), bytes(numel() * dtype_bytes(t)) {}
+  // Zero-filled.
+  HostTensor(DType t, Shape s) : HostTensor(t, std::move(s), Uninitialized{}) {
+    if (!bytes.empty()) std::memset(bytes.data(), 0, bytes.size());
+  }
+  HostTensor(DType t, Shape s, Uninitialized) : dtype(t), shape(std::move(s)), bytes(numel() * dtype_bytes(t)) {}
   // A copy of `data`, numel * element size bytes (no zero-filling first: weights are large).
   HostTensor(DType t, Shape s, const void* data)
       : dtype(t), shape(std::move(s)),

@@ -14,13 +14,17 @@
 #pragma once
 #include <cstddef>
 #include <new>
+#include <utility>
 
 namespace kiln {
 
 void* allocate_tensor_memory(size_t bytes);         // 64-byte aligned; throws std::bad_alloc
 void free_tensor_memory(void* p, size_t bytes);     // `bytes` as allocated
 
-// std::vector's allocator for tensor bytes.
+// std::vector's allocator for tensor bytes. Elements made without a value are left as they
+// are (default-initialized), not zeroed: a vector sized for a model output that a kernel then
+// writes in full would otherwise be cleared on every run (GEMM 256^3 at 2 threads: 0.103-0.107
+// -> 0.085-0.092 ms). HostTensor zeroes its bytes itself where it promises zeros.
 template <class T>
 struct TensorAllocator {
   using value_type = T;
@@ -28,6 +32,10 @@ struct TensorAllocator {
   template <class U> TensorAllocator(const TensorAllocator<U>&) {}
   T* allocate(size_t n) { return static_cast<T*>(allocate_tensor_memory(n * sizeof(T))); }
   void deallocate(T* p, size_t n) { free_tensor_memory(p, n * sizeof(T)); }
+  template <class U> void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+  template <class U, class... A> void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
   template <class U> bool operator==(const TensorAllocator<U>&) const { return true; }
 };
 
