@@ -852,6 +852,8 @@ class Compiler {
       if (k.host) st.host = k.host;
       else st.fn = m.lib->lookup(symbol_of_.at(k.func.name));
       for (auto& a : k.args) st.args.push_back(slot(a));
+      if (k.host)
+        for (int a : st.args) m.slots[a].zero_fill = true;
       if (!k.host) {
         tir::KernelCost cost = tir::estimate_cost(k.func);
         st.flops = cost.flops;

@@ -1,7 +1,6 @@
 // Model::run: binds inputs, outputs and one scratch arena per call (from the calling thread's
 // scratch cache), then calls the kernels in order. Nothing is shared between calls except
 // read-only constants, so calls from different threads may overlap.
-#include <algorithm>
 #include <chrono>
 
 #include "codegen/scratch.h"
@@ -11,13 +10,6 @@ namespace kiln {
 
 namespace {
 constexpr size_t kAlign = 64;
-
-// Whether a host operator (not a generated kernel) takes buffer slot `slot` as an argument.
-bool written_by_host(const Model::Impl& m, int slot) {
-  for (const Step& step : m.steps)
-    if (step.host && std::find(step.args.begin(), step.args.end(), slot) != step.args.end()) return true;
-  return false;
-}
 }  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -82,9 +74,8 @@ std::vector<HostTensor> Model::run_steps(const std::vector<HostTensor>& inputs, 
       case BufferSlot::Kind::Input: ptrs[i] = const_cast<void*>(inputs[s.io_index].data()); break;
       case BufferSlot::Kind::Constant: ptrs[i] = const_cast<void*>(s.constant->data()); break;
       case BufferSlot::Kind::Output:
-        // A generated kernel writes every element of its output; a host operator may not.
-        outputs[s.io_index] = written_by_host(m, int(i)) ? HostTensor(s.dtype, s.shape)
-                                                         : HostTensor(s.dtype, s.shape, HostTensor::Uninitialized{});
+        outputs[s.io_index] = s.zero_fill ? HostTensor(s.dtype, s.shape)
+                                          : HostTensor(s.dtype, s.shape, HostTensor::Uninitialized{});
         ptrs[i] = outputs[s.io_index].data();
         break;
       case BufferSlot::Kind::Temp:

@@ -15,6 +15,9 @@ struct BufferSlot {
   int io_index = -1;                          // graph input / output position
   std::shared_ptr<const HostTensor> constant;  // Kind::Constant
   size_t arena_offset = 0;                     // Kind::Temp: place in the per-run arena
+  // Kind::Output: zeroed before each run, because a host operator writes it (a generated
+  // kernel writes every element of its output, so those are not cleared).
+  bool zero_fill = false;
   size_t bytes() const { return size_t(shape_numel(shape)) * dtype_bytes(dtype); }
 };
 
