@@ -1,4 +1,5 @@
 #include "tir/reduction_schedule.h"
+#include "tir/schedule.h"
 #include "tir/tile_schedule.h"
 
 #include <optional>
@@ -686,9 +687,7 @@ VectorBlocks vector_blocks(const Nest& n, const Shape& shape, const TilePlan& p,
     if (!per_block_vectors || broadcast == 0) continue;
     for (int64_t c = max_vectors; c >= 2; --c)
       if (shape[d] % c == 0) {
-        int64_t groups = shape[d] / c, per_thread = (groups + threads - 1) / threads;
-        bool unbalanced = double(groups) / double(per_thread * threads) < 0.95;
-        b = {d, c, unbalanced && terms * shape[d] * lanes * 4 <= kInsideWeightBytes};
+        b = {d, c, leaves_threads_idle(shape[d] / c, threads) && terms * shape[d] * lanes * 4 <= kInsideWeightBytes};
         break;
       }
   }

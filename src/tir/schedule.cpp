@@ -8,17 +8,12 @@
 
 namespace kiln::tir {
 
-namespace {
-
-// The share of `threads` kept busy by `n` iterations split into equal contiguous chunks.
-double balance(int64_t n, int threads) {
+bool leaves_threads_idle(int64_t n, int threads) {
   int64_t per = (n + threads - 1) / threads;
-  return double(n) / double(per * threads);
+  return double(n) / double(per * threads) < 0.95;
 }
 
-// Below this share the outer loop is fused with the next (9 channel blocks on 2 threads, 5 + 4,
-// leave 10% of the threads idle; 9 x 522 row tiles split evenly).
-constexpr double kMinBalance = 0.95;
+namespace {
 
 // The nest `s` (outer loop `n`, serial from 0) with its outer loop fused with the loops
 // directly inside it until its iterations spread evenly over `threads` (3 panel groups on 2
@@ -27,7 +22,7 @@ Stmt fuse_for_balance(Stmt s, int threads) {
   for (;;) {
     auto n = as<ForNode>(s);
     int64_t ext, inner_ext, inner_min;
-    if (!is_const_int(n->extent, &ext) || balance(ext, threads) >= kMinBalance) return s;
+    if (!is_const_int(n->extent, &ext) || !leaves_threads_idle(ext, threads)) return s;
     if (!n->body || n->body->kind != StmtKind::For) return s;
     auto inner = as<ForNode>(n->body);
     if (inner->for_kind != ForKind::Serial || !is_const_int(inner->extent, &inner_ext) ||

@@ -6,6 +6,10 @@
 
 namespace kiln::tir {
 
+// Whether `n` iterations split into equal contiguous chunks keep less than 95% of `threads`
+// busy (9 channel blocks on 2 threads: 5 + 4; 9 x 522 row tiles split evenly).
+bool leaves_threads_idle(int64_t n, int threads);
+
 // Marks the outermost loop of every top-level loop nest parallel when it has at least two
 // iterations and the nest does at least `min_work` iterations; nests are found through the
 // kernel's sequence and scratch allocations only, so no parallel loop is nested in another.
